@@ -1,0 +1,36 @@
+"""graft-vqa: ask satellite and aerial tiles questions and get answers you can audit.
+
+    import graft_vqa
+    answer = graft_vqa.ask("tile.tif", "How many buildings are there?")
+    print(answer.answer, answer.program)
+
+Heavy parts (torch, models) load lazily: importing the package is cheap.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Answer", "Detection", "Engine", "EngineConfig", "FindConfig", "ask", "segment", "load_tile",
+           "__version__"]
+
+_LAZY = {
+    "Answer": "graft_vqa.answer", "Detection": "graft_vqa.answer", "Engine": "graft_vqa.engine",
+    "ask": "graft_vqa.engine", "EngineConfig": "graft_vqa.config", "FindConfig": "graft_vqa.config",
+    "segment": "graft_vqa.segment", "load_tile": "graft_vqa.tile", "ImagePatch": "graft_vqa.image_patch",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from graft_vqa.answer import Answer, Detection
+    from graft_vqa.config import EngineConfig, FindConfig
+    from graft_vqa.engine import Engine, ask
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'graft_vqa' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

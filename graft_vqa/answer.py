@@ -1,0 +1,67 @@
+"""The :class:`Answer` every entry point returns, and its GeoJSON export."""
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, Field
+
+AnswerKind = Literal["bool", "count", "area_m2", "text"]
+
+
+class Detection(BaseModel):
+    """One instance found by ``find``: enough to audit and to draw it."""
+
+    name: str  # the query text that found it
+    score: float  # best GRAFT cosine score inside the instance
+    box: tuple[int, int, int, int]  # (left, top, right, bottom) in pixel columns/rows, exclusive ends
+    area_m2: float | None = None  # None when the tile has no georeferencing and no gsd_m
+    polygon_px: list[list[tuple[float, float]]] = Field(default_factory=list)  # rings, (col, row)
+    geometry: dict[str, Any] | None = None  # GeoJSON geometry in the tile's CRS, when georeferenced
+    refined: bool = False  # True when SAM refined the mask
+
+
+class Answer(BaseModel):
+    """A typed, auditable answer.
+
+    ``answer`` is the short normalised string (``"yes"``, ``"3"``, ``"1520 m2"``); ``value`` the typed
+    value. A failed program sets ``error`` and never answers "no".
+    """
+
+    question: str = ""
+    answer: str  # short normalised string
+    value: Union[bool, int, float, str, None] = None  # typed value (None when the program failed)
+    kind: AnswerKind = "text"
+    program: str = ""  # the program source that produced the answer
+    detections: list[Detection] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)  # seconds per stage
+    warnings: list[str] = Field(default_factory=list)
+    error: str | None = None  # set when planning or running failed
+    status: str = "ok"  # the sandbox status: ok, refused, timeout, memory, error, not_understood
+    crs: str | None = None  # the tile's CRS (WKT or EPSG string) for the GeoJSON export
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_geojson(self) -> dict[str, Any]:
+        """The detections as a GeoJSON FeatureCollection (map coordinates when georeferenced,
+        else pixel coordinates with ``"pixel_coordinates": true``)."""
+        features = []
+        pixel = any(d.geometry is None for d in self.detections)
+        for d in self.detections:
+            if d.geometry is not None and not pixel:
+                geometry = d.geometry
+            else:
+                geometry = {"type": "Polygon", "coordinates": [[list(p) for p in ring] for ring in d.polygon_px]}
+            features.append({
+                "type": "Feature",
+                "geometry": geometry,
+                "properties": {"name": d.name, "score": d.score, "area_m2": d.area_m2, "refined": d.refined},
+            })
+        collection: dict[str, Any] = {"type": "FeatureCollection", "features": features,
+                                      "properties": {"question": self.question, "answer": self.answer}}
+        if pixel:
+            collection["properties"]["pixel_coordinates"] = True
+        elif self.crs:
+            collection["properties"]["crs"] = self.crs
+        return collection

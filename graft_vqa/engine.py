@@ -1,0 +1,191 @@
+"""The :class:`Engine`: question + tile → program → sandbox → :class:`Answer`.
+
+An engine is built once and reused across many questions and tiles. Models load lazily on first
+use, so an engine given its own scorer never needs GRAFT weights. Per tile, the root
+:class:`ImagePatch` (and with it the scorer's cached features and score maps) is kept in a small
+LRU, so a second question on the same tile reuses everything.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from graft_vqa.answer import Answer
+from graft_vqa.coerce import coerce
+from graft_vqa.config import EngineConfig
+from graft_vqa.errors import GraftVQAError, PlannerError, ProgramError, QuestionNotUnderstoodError
+
+log = logging.getLogger(__name__)
+
+_TILES_KEPT = 4  # root patches (and their cached features) kept per engine
+
+
+class Engine:
+    """Answers questions about tiles.
+
+    Args:
+        scorer: any object with ``score_maps(tile, queries)`` (and ``score_image`` for
+            ``best_text_match``); ``None`` builds the GRAFT scorer from the configured weights.
+        refiner: a SAM refiner; ``None`` builds one from SAM weights when found, else runs on
+            components with one warning.
+        planner: an object with ``plan(question) -> Program``; ``None`` is the offline rule planner.
+        config: :class:`EngineConfig`; ``None`` is the default configuration.
+    """
+
+    def __init__(self, scorer: Any = None, refiner: Any = None, planner: Any = None,
+                 config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self._scorer = scorer
+        self._refiner = refiner
+        self._refiner_ready = refiner is not None
+        self._planner = planner
+        self._warnings: list[str] = []  # engine-wide warnings, carried by every answer
+        self._roots: OrderedDict[str, Any] = OrderedDict()
+        self._programs: dict[str, Any] = {}  # normalised question -> Program, for this engine's life
+        self._disk_cache: Any = None
+
+    # --- lazily built parts --------------------------------------------------------------------
+    @property
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            from graft_vqa.models import build_default_scorer
+
+            self._scorer, warnings = build_default_scorer(self.config)
+            self._warnings.extend(warnings)
+        return self._scorer
+
+    @property
+    def refiner(self) -> Any:
+        if not self._refiner_ready:
+            self._refiner_ready = True
+            if self.config.find.refine == "sam":
+                from graft_vqa.models import build_default_refiner
+
+                self._refiner, warnings = build_default_refiner(self.config)
+                self._warnings.extend(warnings)
+        return self._refiner
+
+    @property
+    def planner(self) -> Any:
+        if self._planner is None:
+            from graft_vqa.planner import RulePlanner
+
+            self._planner = RulePlanner()
+        return self._planner
+
+    @property
+    def warnings(self) -> list[str]:
+        """Engine-wide warnings so far (untrained weights, no SAM, ...)."""
+        return list(self._warnings)
+
+    # --- tiles ---------------------------------------------------------------------------------
+    def image_patch(self, image: Any) -> Any:
+        """The root :class:`ImagePatch` for ``image`` (path, array, PIL image or Tile), cached per tile."""
+        from graft_vqa.image_patch import ImagePatch, PatchContext
+        from graft_vqa.tile import load_tile
+
+        tile = load_tile(image, gsd_m=self.config.gsd_m)
+        root = self._roots.get(tile.key)
+        if root is None:
+            context = PatchContext(tile=tile, scorer=self.scorer, refiner=self.refiner, config=self.config.find)
+            root = ImagePatch(tile, context=context)
+            self._roots[tile.key] = root
+            while len(self._roots) > _TILES_KEPT:
+                self._roots.popitem(last=False)
+        self._roots.move_to_end(tile.key)
+        return root
+
+    # --- programs ------------------------------------------------------------------------------
+    def plan(self, question: str) -> Any:
+        """The program for ``question``: memory, then the on-disk cache, then the planner."""
+        from graft_vqa.planner import ProgramCache, normalise_question
+
+        key = normalise_question(question)
+        program = self._programs.get(key)
+        if program is not None:
+            return program
+        cache = self._program_cache(ProgramCache)
+        program = cache.get(question, self.planner) if cache is not None else None
+        if program is None:
+            program = self.planner.plan(question)
+            if cache is not None:
+                cache.put(question, self.planner, program)
+        self._programs[key] = program
+        return program
+
+    def _program_cache(self, cache_cls: Any) -> Any:
+        if self._disk_cache is None and self.config.cache_dir is not None:
+            self._disk_cache = cache_cls(self.config.cache_dir)
+        return self._disk_cache
+
+    # --- answering -----------------------------------------------------------------------------
+    def ask(self, image: Any, question: str) -> Answer:
+        """Answer ``question`` about ``image``. Failures come back as an :class:`Answer` with ``error``
+        set (bad input, such as a missing tile or missing weights, raises a :class:`GraftVQAError`)."""
+        from graft_vqa import sandbox
+
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        root = self.image_patch(image)
+        timings["load_s"] = time.perf_counter() - start
+        try:
+            t0 = time.perf_counter()
+            program = self.plan(question)
+            timings["plan_s"] = time.perf_counter() - t0
+        except QuestionNotUnderstoodError as exc:
+            return self._failed(question, "", "not_understood", str(exc), timings, root)
+        except PlannerError as exc:
+            return self._failed(question, "", "planner_error", str(exc), timings, root)
+
+        root.context.begin_question()
+        t0 = time.perf_counter()
+        execution = sandbox.run(program.source, root, timeout_s=self.config.sandbox_timeout_s,
+                                call_budget=self.config.sandbox_call_budget)
+        timings["run_s"] = time.perf_counter() - t0
+        if execution.status != "ok":
+            return self._failed(question, program.source, execution.status, execution.error, timings, root)
+        try:
+            coerced = coerce(execution.value, program=program.source)
+        except ProgramError as exc:
+            return self._failed(question, program.source, "error", str(exc), timings, root)
+        timings["total_s"] = time.perf_counter() - start
+        return Answer(question=question, answer=coerced.answer, value=coerced.value, kind=coerced.kind,
+                      program=program.source, detections=root.context.question_detections(),
+                      timings=timings, warnings=self._answer_warnings(root), crs=_crs_string(root.tile))
+
+    def _failed(self, question: str, program: str, status: str, error: str | None, timings: dict[str, float],
+                root: Any) -> Answer:
+        log.info("question %r failed (%s): %s", question, status, error)
+        return Answer(question=question, answer=f"failed ({status})", value=None, kind="text", program=program,
+                      timings=timings, warnings=self._answer_warnings(root), error=error or status, status=status,
+                      crs=_crs_string(root.tile))
+
+    def _answer_warnings(self, root: Any) -> list[str]:
+        seen: dict[str, None] = dict.fromkeys(self._warnings + list(root.context.warnings))
+        return list(seen)
+
+
+def _crs_string(tile: Any) -> str | None:
+    crs = getattr(tile, "crs", None)
+    if crs is None:
+        return None
+    try:
+        return crs.to_string()
+    except Exception:  # noqa: BLE001 - any CRS object without to_string
+        return str(crs)
+
+
+def ask(image: Any, question: str, **options: Any) -> Answer:
+    """Answer one question about one image with a fresh engine.
+
+    ``options`` are :class:`EngineConfig` fields (``allow_untrained=True``, ``gsd_m=10``, ...) plus
+    ``scorer``, ``refiner`` and ``planner``. For many questions, build one :class:`Engine` and reuse it.
+    """
+    parts = {k: options.pop(k) for k in ("scorer", "refiner", "planner") if k in options}
+    try:
+        config = EngineConfig(**options)
+    except TypeError as exc:
+        raise GraftVQAError(f"unknown option for ask(): {exc}; options are EngineConfig fields") from None
+    return Engine(config=config, **parts).ask(image, question)

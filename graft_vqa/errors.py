@@ -1,0 +1,66 @@
+"""The named error hierarchy of graft-vqa.
+
+Every error a user can meet derives from :class:`GraftVQAError` and says what to do next.
+Library code raises these instead of letting a traceback from deep inside escape.
+"""
+from __future__ import annotations
+
+
+class GraftVQAError(Exception):
+    """Base class of every graft-vqa error."""
+
+
+# --- tiles -------------------------------------------------------------------------------------
+class TileError(GraftVQAError):
+    """A tile could not be read or used."""
+
+
+class TileNotFoundError(TileError, FileNotFoundError):
+    """The tile path does not exist."""
+
+
+class UnreadableTileError(TileError):
+    """The file exists but is not a readable raster (truncated, wrong format, empty)."""
+
+
+class UnsupportedTileError(TileError):
+    """The raster is readable but cannot be used as asked (too small, wrong bands, too large)."""
+
+
+class AreaUnavailableError(TileError):
+    """Areas in m² were asked for a tile without georeferencing and without ``gsd_m``."""
+
+
+# --- weights and checkpoints -------------------------------------------------------------------
+class WeightsError(GraftVQAError):
+    """Model weights could not be resolved or loaded."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """No weights file was found; the message says which file to put where."""
+
+
+class CheckpointError(WeightsError):
+    """A checkpoint file is the wrong model, truncated, or needs explicit trust to unpickle."""
+
+
+# --- planning and running programs -------------------------------------------------------------
+class PlannerError(GraftVQAError):
+    """A planner could not produce a program (LLM down, unparseable reply, question not understood)."""
+
+
+class QuestionNotUnderstoodError(PlannerError):
+    """The rule planner cannot parse the question; it never guesses."""
+
+
+class ProgramError(GraftVQAError):
+    """A generated program is invalid or failed; the message quotes the failing line."""
+
+
+class SandboxError(GraftVQAError):
+    """The sandbox itself failed (not the program inside it)."""
+
+
+# --- data sets ---------------------------------------------------------------------------------
+class DatasetNotFoundError(GraftVQAError, FileNotFoundError):
+    """A benchmark or training data set is missing or partial; the message says what to pass."""

@@ -1,0 +1,163 @@
+"""Where model weights come from: one registry, one resolution order.
+
+Every model file is resolved the same way (DESIGN.md, "Weights"):
+
+1. an explicit path given by the caller;
+2. the folder named by ``GRAFT_VQA_WEIGHTS``;
+3. the cache, ``$GRAFT_VQA_HOME/weights`` (default ``~/.cache/graft_vqa/weights``);
+4. a download, only where the source is published and only when asked (``download=True`` or
+   ``graft-vqa weights pull NAME``);
+5. otherwise :class:`~graft_vqa.errors.WeightsNotFoundError` saying which file to put where.
+
+Nothing here runs at import time; environment variables are read when a function is called.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from graft_vqa.errors import WeightsError, WeightsNotFoundError
+
+log = logging.getLogger(__name__)
+
+GRAFT_PAGE = "the GRAFT project page (https://graft.cs.cornell.edu) or the paper's authors"
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One model file the project knows about."""
+
+    name: str  # registry name, used on the command line
+    kind: str  # "graft", "sam" or "clip"
+    filename: str  # file name looked up in $GRAFT_VQA_WEIGHTS and in the cache
+    builder: str  # the model builder it feeds (graft_models / SAM registry name)
+    description: str  # one line for `graft-vqa weights list`
+    url: str | None = None  # published download address; None when the user must supply the file
+    size_bytes: int | None = None  # expected size of the download, when known
+
+
+def _graft(name: str, filename: str, what: str) -> WeightSource:
+    return WeightSource(name, "graft", filename, "graft-vitb16", what)
+
+
+_SAM_BASE = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+WEIGHTS: dict[str, WeightSource] = {
+    s.name: s
+    for s in [
+        _graft("graft-naip", "graft_naip.ckpt", "GRAFT image level, NAIP 1 m (official checkpoint)"),
+        _graft("graft-naip-patch", "graft_naip_patch.ckpt", "GRAFT pixel level, NAIP 1 m (official checkpoint)"),
+        _graft("graft-sentinel", "graft_sentinel.ckpt", "GRAFT image level, Sentinel-2 10 m (official checkpoint)"),
+        _graft("graft-sentinel-patch", "graft_sentinel_patch.ckpt",
+               "GRAFT pixel level, Sentinel-2 10 m (official checkpoint)"),
+        WeightSource("clip-vitb16", "clip", "ViT-B-16.pt", "clip-vitb16",
+                     "CLIP ViT-B/16 (OpenAI weights; GRAFT's text tower)",
+                     url="https://openaipublic.azureedge.net/clip/models/"
+                         "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt"),
+        WeightSource("sam-vit_b", "sam", "sam_vit_b_01ec64.pth", "vit_b", "SAM ViT-B (Meta AI)",
+                     url=_SAM_BASE + "sam_vit_b_01ec64.pth", size_bytes=375_042_383),
+        WeightSource("sam-vit_l", "sam", "sam_vit_l_0b3195.pth", "vit_l", "SAM ViT-L (Meta AI)",
+                     url=_SAM_BASE + "sam_vit_l_0b3195.pth", size_bytes=1_249_524_607),
+        WeightSource("sam-vit_h", "sam", "sam_vit_h_4b8939.pth", "vit_h", "SAM ViT-H (Meta AI)",
+                     url=_SAM_BASE + "sam_vit_h_4b8939.pth", size_bytes=2_564_550_879),
+    ]
+}
+
+
+def home() -> Path:
+    """The project's home folder: ``$GRAFT_VQA_HOME``, else ``~/.cache/graft_vqa``."""
+    env = os.environ.get("GRAFT_VQA_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "graft_vqa"
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights are kept."""
+    return home() / "weights"
+
+
+def source(name: str) -> WeightSource:
+    """The registry entry for ``name``; a clear error listing the known names otherwise."""
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise WeightsError(f"unknown weights {name!r}; known: {', '.join(WEIGHTS)}") from None
+
+
+def candidates(name: str, path: str | os.PathLike | None = None) -> list[Path]:
+    """The places looked at for ``name``, in resolution order."""
+    spec = source(name)
+    places: list[Path] = []
+    if path is not None:
+        places.append(Path(path).expanduser())
+    env = os.environ.get("GRAFT_VQA_WEIGHTS")
+    if env:
+        places.append(Path(env).expanduser() / spec.filename)
+    places.append(cache_dir() / spec.filename)
+    return places
+
+
+def find(name: str, path: str | os.PathLike | None = None) -> Path | None:
+    """The first existing file for ``name`` without downloading, or ``None``.
+
+    An explicit ``path`` that does not exist is an error, never silently replaced by another file.
+    """
+    if path is not None and not Path(path).expanduser().is_file():
+        raise WeightsNotFoundError(f"weights file {path} does not exist (given explicitly for {name!r})")
+    for place in candidates(name, path):
+        if place.is_file():
+            return place
+    return None
+
+
+def missing_message(name: str) -> str:
+    """What to fetch and where to put it, for a user who is offline."""
+    spec = source(name)
+    where = os.environ.get("GRAFT_VQA_WEIGHTS") or str(cache_dir())
+    origin = spec.url or GRAFT_PAGE
+    pull = f" or run `graft-vqa weights pull {name}` on a machine with network access" if spec.url else ""
+    return (f"no weights for {name!r} ({spec.description}). Download {spec.filename} from {origin} and put it in "
+            f"{where}/ (or pass its path explicitly){pull}. To run without trained weights, pass "
+            f"allow_untrained=True / --allow-untrained: answers will then be marked untrained.")
+
+
+def resolve(name: str, path: str | os.PathLike | None = None, *, download: bool = False) -> Path:
+    """Resolve ``name`` to a file: explicit path → ``$GRAFT_VQA_WEIGHTS`` → cache → download → error."""
+    found = find(name, path)
+    if found is not None:
+        return found
+    if download and source(name).url:
+        return pull(name)
+    raise WeightsNotFoundError(missing_message(name))
+
+
+def pull(name: str, *, url: str | None = None, progress: bool = True) -> Path:
+    """Download ``name`` into the cache (atomically, with a progress bar) and return its path."""
+    spec = source(name)
+    url = url or spec.url
+    if not url:
+        raise WeightsNotFoundError(f"{name!r} has no published download address. {missing_message(name)}")
+    target = cache_dir() / spec.filename
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or spec.size_bytes or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=spec.filename, disable=not progress) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        raise WeightsNotFoundError(f"could not download {url} ({exc}). {missing_message(name)}") from None
+    shutil.move(partial, target)
+    log.info("downloaded %s to %s", name, target)
+    return target
