@@ -1,0 +1,150 @@
+"""The LLM planner: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama_cpp.server).
+
+Settings come from the arguments, else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` /
+``GRAFT_VQA_MODEL``, read when the planner is built. Rate limits (429), timeouts, connection
+failures and 5xx replies are retried with bounded exponential backoff (``Retry-After`` honoured,
+capped); everything else becomes a :class:`PlannerError` that says what to do.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import openai
+
+import prompts
+from graft_vqa.errors import PlannerError
+from graft_vqa.planner.extract import extract_program
+from graft_vqa.planner.program import Program
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gpt-4o-mini"
+_RETRYABLE = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
+              openai.InternalServerError)
+
+
+class OpenAIPlanner:
+    """Asks an LLM for a program through the ``openai`` client."""
+
+    deterministic = False  # asking again with feedback can give a different program
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,  # seconds per HTTP request
+        max_retries: int = 4,  # retries after a 429, timeout, connection error or 5xx
+        backoff_s: float = 1.0,  # first retry delay; doubles each retry
+        max_backoff_s: float = 30.0,  # cap on any one delay, Retry-After included
+        temperature: float = 0.0,  # sampling temperature sent to the model
+        max_tokens: int = 1024,  # cap on the reply length
+        api_spec: str | None = None,  # ImagePatch API text; None reads api_spec/image_patch_api.md
+        sleep: Callable[[float], None] = time.sleep,  # injectable for tests
+    ) -> None:
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.model = model or os.environ.get("GRAFT_VQA_MODEL") or DEFAULT_MODEL
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key and self.base_url is None:
+            raise PlannerError("No OpenAI API key: set OPENAI_API_KEY, or point OPENAI_BASE_URL at a "
+                               "local OpenAI-compatible server (vLLM, Ollama, llama_cpp.server).")
+        self.timeout, self.max_retries = timeout, max_retries
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self._sleep = sleep
+        self.api_spec = api_spec if api_spec is not None else prompts.api_spec_text()
+        self.planner_id = f"openai:{self.model}"
+        spec_hash = hashlib.sha256(self.api_spec.encode("utf-8")).hexdigest()[:8]
+        self.prompt_version = f"{prompts.prompt_version()}-{spec_hash}"
+        self._system = prompts.render("system", api_spec=self.api_spec.strip(),
+                                      examples=prompts.format_examples(prompts.fewshot_examples()))
+        # local servers ignore the key, but the client insists on one
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=key or "not-needed",
+                                     timeout=timeout, max_retries=0)
+
+    @property
+    def where(self) -> str:
+        """The endpoint, for messages."""
+        return self.base_url or "https://api.openai.com/v1"
+
+    def messages(self, question: str, feedback: str | None = None) -> list[dict[str, str]]:
+        """The chat messages sent for ``question`` (with a feedback paragraph when re-asking)."""
+        user = prompts.render("user", question=question.strip(), feedback=feedback or "")
+        return [{"role": "system", "content": self._system}, {"role": "user", "content": user.strip()}]
+
+    def plan(self, question: str, feedback: str | None = None) -> Program:
+        """Ask the model for a program; ``feedback`` is the rendered error of a previous attempt.
+
+        Raises :class:`PlannerError` when the server cannot be used and
+        :class:`~graft_vqa.planner.extract.UnusableReplyError` when the reply holds no program.
+        Validation is the caller's job (see :func:`plan_with_feedback`).
+        """
+        started = time.perf_counter()
+        reply, tries = self._complete(self.messages(question, feedback))
+        source = extract_program(reply)
+        meta: dict[str, Any] = {"model": self.model, "base_url": self.where, "http_tries": tries,
+                                "prompt_version": self.prompt_version, "reply": reply,
+                                "seconds": round(time.perf_counter() - started, 3)}
+        return Program(source=source, planner=self.planner_id, question=question, meta=meta)
+
+    def _complete(self, messages: list[dict[str, str]]) -> tuple[str, int]:
+        """Send the chat request with bounded retries; return (reply text, tries used)."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.model, messages=messages,  # type: ignore[arg-type]
+                    temperature=self.temperature, max_tokens=self.max_tokens)
+            except _RETRYABLE as exc:
+                if attempt == self.max_retries:
+                    raise self._give_up(exc, attempt + 1) from None
+                delay = self._delay(exc, attempt)
+                log.warning("LLM request failed (%s); retry %d/%d in %.2f s",
+                            type(exc).__name__, attempt + 1, self.max_retries, delay)
+                self._sleep(delay)
+                continue
+            except openai.APIStatusError as exc:
+                raise self._status_error(exc) from None
+            if not response.choices:
+                return "", attempt + 1
+            return response.choices[0].message.content or "", attempt + 1
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _delay(self, exc: Exception, attempt: int) -> float:
+        """Exponential backoff, or the server's Retry-After, capped at max_backoff_s."""
+        delay = self.backoff_s * (2 ** attempt)
+        response = getattr(exc, "response", None)
+        header = response.headers.get("retry-after") if response is not None else None
+        if header:
+            try:
+                delay = float(header)
+            except ValueError:
+                pass
+        return max(0.0, min(delay, self.max_backoff_s))
+
+    def _give_up(self, exc: Exception, tries: int) -> PlannerError:
+        """The error raised once retries are spent."""
+        if isinstance(exc, openai.RateLimitError):
+            hint = "the server keeps rate-limiting; wait, or lower the request rate"
+        elif isinstance(exc, openai.APITimeoutError):
+            hint = f"no reply within {self.timeout} s; is the model loaded? raise timeout= if it is slow"
+        elif isinstance(exc, openai.APIConnectionError):
+            hint = f"could not connect; is the server at {self.where} running?"
+        else:
+            hint = f"the server at {self.where} keeps failing ({exc}); check its logs"
+        return PlannerError(f"LLM planner gave up after {tries} tries: {hint}.")
+
+    def _status_error(self, exc: openai.APIStatusError) -> PlannerError:
+        """A PlannerError for a non-retryable HTTP status."""
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            hint = "the server refused the API key; check OPENAI_API_KEY"
+        elif isinstance(exc, openai.NotFoundError):
+            hint = (f"model {self.model!r} or the chat endpoint was not found at {self.where}; "
+                    "check GRAFT_VQA_MODEL and OPENAI_BASE_URL (it usually ends in /v1)")
+        else:
+            hint = f"the server at {self.where} rejected the request: {exc}"
+        return PlannerError(f"LLM planner failed (HTTP {exc.status_code}): {hint}.")
