@@ -34,4 +34,5 @@ class EngineConfig:
     find: FindConfig = field(default_factory=FindConfig)
     sandbox_timeout_s: float = 30.0  # wall-clock limit per program
     sandbox_call_budget: int = 200  # ImagePatch calls per program
+    planner_attempts: int = 3  # LLM planner: attempts with the error fed back
     cache_dir: str | None = None  # program cache (default: $GRAFT_VQA_HOME/programs)

@@ -44,7 +44,7 @@ class Engine:
         self._warnings: list[str] = []  # engine-wide warnings, carried by every answer
         self._roots: OrderedDict[str, Any] = OrderedDict()
         self._programs: dict[str, Any] = {}  # normalised question -> Program, for this engine's life
-        self._disk_cache: Any = None
+        self._disk_cache: Any = None  # ProgramCache when config.cache_dir is set
 
     # --- lazily built parts --------------------------------------------------------------------
     @property
@@ -98,51 +98,60 @@ class Engine:
         return root
 
     # --- programs ------------------------------------------------------------------------------
-    def plan(self, question: str) -> Any:
-        """The program for ``question``: memory, then the on-disk cache, then the planner."""
-        from graft_vqa.planner import ProgramCache, normalise_question
+    def plan(self, question: str, root: Any = None) -> tuple[Any, Any]:
+        """The program for ``question`` and, when planning already ran it, its execution.
+
+        Programs come from this engine's memory, then the on-disk cache, then the planner. A
+        non-deterministic planner (an LLM) gets syntax and runtime errors fed back, bounded.
+        """
+        from graft_vqa.planner import ProgramCache, normalise_question, plan_cached
 
         key = normalise_question(question)
         program = self._programs.get(key)
         if program is not None:
-            return program
-        cache = self._program_cache(ProgramCache)
-        program = cache.get(question, self.planner) if cache is not None else None
-        if program is None:
-            program = self.planner.plan(question)
-            if cache is not None:
-                cache.put(question, self.planner, program)
-        self._programs[key] = program
-        return program
+            return program, None
+        executions: dict[str, Any] = {}
 
-    def _program_cache(self, cache_cls: Any) -> Any:
+        def run(source: str) -> tuple[bool, str | None]:
+            executions[source] = self._run(source, root)
+            return executions[source].status == "ok", executions[source].error
+
+        check = None if root is None or getattr(self.planner, "deterministic", False) else run
         if self._disk_cache is None and self.config.cache_dir is not None:
-            self._disk_cache = cache_cls(self.config.cache_dir)
-        return self._disk_cache
+            self._disk_cache = ProgramCache(self.config.cache_dir)
+        program = plan_cached(self.planner, question, self._disk_cache, run=check,
+                              max_attempts=self.config.planner_attempts)
+        self._programs[key] = program
+        return program, executions.get(program.source)
+
+    def _run(self, source: str, root: Any) -> Any:
+        from graft_vqa import sandbox
+
+        root.context.begin_question()
+        return sandbox.run(source, root, timeout_s=self.config.sandbox_timeout_s,
+                           call_budget=self.config.sandbox_call_budget)
 
     # --- answering -----------------------------------------------------------------------------
     def ask(self, image: Any, question: str) -> Answer:
         """Answer ``question`` about ``image``. Failures come back as an :class:`Answer` with ``error``
         set (bad input, such as a missing tile or missing weights, raises a :class:`GraftVQAError`)."""
-        from graft_vqa import sandbox
-
         timings: dict[str, float] = {}
         start = time.perf_counter()
         root = self.image_patch(image)
         timings["load_s"] = time.perf_counter() - start
         try:
             t0 = time.perf_counter()
-            program = self.plan(question)
+            program, execution = self.plan(question, root)
             timings["plan_s"] = time.perf_counter() - t0
         except QuestionNotUnderstoodError as exc:
             return self._failed(question, "", "not_understood", str(exc), timings, root)
         except PlannerError as exc:
-            return self._failed(question, "", "planner_error", str(exc), timings, root)
+            failed = getattr(exc, "program", None)
+            return self._failed(question, failed.source if failed else "", "planner_error", str(exc), timings, root)
 
-        root.context.begin_question()
         t0 = time.perf_counter()
-        execution = sandbox.run(program.source, root, timeout_s=self.config.sandbox_timeout_s,
-                                call_budget=self.config.sandbox_call_budget)
+        if execution is None:
+            execution = self._run(program.source, root)
         timings["run_s"] = time.perf_counter() - t0
         if execution.status != "ok":
             return self._failed(question, program.source, execution.status, execution.error, timings, root)
