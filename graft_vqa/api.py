@@ -5,6 +5,7 @@ lets a program call: only members marked with :func:`api` are reachable from a p
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, TypeVar
 
@@ -21,6 +22,11 @@ def api(func: F) -> F:
 
 def api_members(cls: type) -> dict[str, Any]:
     """Return ``{name: member}`` for every API-marked method or property of ``cls``, in source order."""
+    return dict(_api_members(cls))
+
+
+@functools.lru_cache(maxsize=None)
+def _api_members(cls: type) -> tuple[tuple[str, Any], ...]:
     members: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         for name, member in vars(klass).items():
@@ -33,7 +39,7 @@ def api_members(cls: type) -> dict[str, Any]:
             return inspect.getsourcelines(target)[1]
         except (OSError, TypeError):
             return 0
-    return dict(sorted(members.items(), key=order))
+    return tuple(sorted(members.items(), key=order))
 
 
 def is_api_property(cls: type, name: str) -> bool:
