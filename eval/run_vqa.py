@@ -1,0 +1,195 @@
+"""Evaluate graft-vqa on RSVQA: ``python eval/run_vqa.py --benchmark rsvqa --data-root DIR --out DIR``.
+
+The data folder is ``--data-root``, else the environment variable ``GRAFT_VQA_RSVQA_ROOT``; it holds
+one official release (RSVQA-LR or RSVQA-HR, detected from the file names). Every question is
+appended to ``OUT/predictions.jsonl`` as it finishes; ``--resume`` continues a killed run;
+``--shard I/N`` runs one of N image-disjoint parts; ``python eval/run_vqa.py merge OUT1 OUT2 ... --out M``
+combines shards. ``OUT/report.json`` and ``OUT/report.md`` hold the RSVQA metrics.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eval.metrics import GEOCHAT_SPLIT, GEOCHAT_TYPES  # noqa: E402
+from eval.report import RUN_META, build_report, merge_runs, write_report  # noqa: E402
+from eval.rsvqa import LAYOUTS, detect_layout, load_rsvqa  # noqa: E402
+from eval.runner import PREDICTIONS, Selection, parse_shard, read_predictions, run, select  # noqa: E402
+from graft_vqa.errors import GraftVQAError  # noqa: E402
+
+log = logging.getLogger("eval.run_vqa")
+DATA_ROOT_ENV = "GRAFT_VQA_RSVQA_ROOT"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``run`` command line."""
+    p = argparse.ArgumentParser(prog="run_vqa.py", description=__doc__.split("\n\n")[0],
+                                epilog="Subcommand: run_vqa.py merge RUN_DIR... --out DIR combines shards.")
+    p.add_argument("--benchmark", choices=["rsvqa"], default="rsvqa", help="benchmark (only rsvqa)")
+    p.add_argument("--data-root", default=os.environ.get(DATA_ROOT_ENV),
+                   help=f"folder of the RSVQA release (default: ${DATA_ROOT_ENV})")
+    p.add_argument("--layout", choices=["auto", *LAYOUTS], default="auto", help="release layout (default: detect)")
+    p.add_argument("--split", default=None, help="split (default: test; test_phili for HR under --protocol geochat)")
+    p.add_argument("--protocol", choices=["full", "geochat"], default="full",
+                   help="full: all question types; geochat: the reduced protocol of LLM papers")
+    p.add_argument("--types", default=None, help="comma-separated question types (default: the protocol's)")
+    p.add_argument("--limit", type=int, default=None, help="first N selected questions (by id)")
+    p.add_argument("--shard", default="0/1", help="I/N: run the images with img_id %% N == I")
+    p.add_argument("--out", required=True, type=Path, help="output folder (predictions.jsonl, report.json/md)")
+    p.add_argument("--resume", action="store_true", help="skip questions already in OUT/predictions.jsonl")
+    p.add_argument("--planner", choices=["rules", "openai"], default="rules", help="program planner")
+    p.add_argument("--graft-model", default="graft-vitb16", help="GRAFT architecture (graft-vitb16, graft-tiny)")
+    p.add_argument("--text-model", default=None,
+                   help="CLIP text tower (default: clip-tiny for graft-tiny, else clip-vitb16)")
+    p.add_argument("--graft-checkpoint", default=None, help="GRAFT checkpoint path")
+    p.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint path")
+    p.add_argument("--allow-untrained", action="store_true", help="random weights when none are found")
+    p.add_argument("--threshold", type=float, default=None, help="find() score threshold (cosine)")
+    p.add_argument("--refine", choices=["sam", "none"], default=None, help="SAM refinement of found components")
+    p.add_argument("--answerer", default=None, metavar="MODULE:FACTORY",
+                   help="evaluate another system: FACTORY(args) returns an object with ask(image, question)")
+    p.add_argument("--no-fsync", action="store_true", help="flush but do not fsync each prediction line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def build_engine(args: argparse.Namespace) -> Any:
+    """A :class:`graft_vqa.Engine` configured from the command line."""
+    from graft_vqa import Engine
+    from graft_vqa.config import EngineConfig
+
+    text_model = args.text_model or ("clip-tiny" if args.graft_model == "graft-tiny" else "clip-vitb16")
+    cfg = EngineConfig(graft_model=args.graft_model, graft_checkpoint=args.graft_checkpoint, text_model=text_model,
+                       sam_checkpoint=args.sam_checkpoint, allow_untrained=args.allow_untrained)
+    if args.threshold is not None:
+        cfg.find.threshold = args.threshold
+    if args.refine is not None:
+        cfg.find.refine = args.refine
+    if args.planner == "rules":
+        from graft_vqa.planner import RulePlanner
+        planner = RulePlanner()
+    else:
+        from graft_vqa.planner import OpenAIPlanner
+        planner = OpenAIPlanner()
+    return Engine(planner=planner, config=cfg)
+
+
+def default_loader(path: Path, gsd_m: float) -> Any:
+    """Load a tile with the release's ground sample distance (RSVQA images are not georeferenced)."""
+    from graft_vqa.tile import load_tile
+    return load_tile(path, gsd_m=gsd_m)
+
+
+def build_system(args: argparse.Namespace) -> tuple[Any, Callable[[Path, float], Any]]:
+    """The answerer and image loader: ``--answerer`` when given, else the graft-vqa engine."""
+    if args.answerer:
+        module, _, name = args.answerer.partition(":")
+        answerer = getattr(importlib.import_module(module), name or "make_answerer")(args)
+    else:
+        answerer = build_engine(args)
+    return answerer, getattr(answerer, "load_image", None) or default_loader
+
+
+def system_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """What identifies the evaluated system (a resumed run must match it)."""
+    keys = ("planner", "graft_model", "text_model", "graft_checkpoint", "sam_checkpoint", "allow_untrained", "threshold",
+            "refine", "answerer")
+    return {k: getattr(args, k) for k in keys}
+
+
+def _check_resume(meta_path: Path, meta: dict[str, Any]) -> None:
+    old = json.loads(meta_path.read_text(encoding="utf-8"))
+    keys = ("layout", "split", "protocol", "types", "limit", "shard", "system", "expected_qids")
+    diff = [k for k in keys if old.get(k) != meta.get(k)]
+    if diff:
+        raise ValueError(f"--resume: {meta_path.parent} was run with different {', '.join(diff)}; use another --out")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run (or resume) one evaluation and write its report."""
+    if not args.data_root:
+        raise ValueError(f"pass --data-root DIR (the RSVQA release folder) or set ${DATA_ROOT_ENV}")
+    layout = detect_layout(Path(args.data_root)).name if args.layout == "auto" else args.layout
+    split = args.split or (GEOCHAT_SPLIT[layout] if args.protocol == "geochat" else "test")
+    if args.types:
+        types = tuple(t.strip() for t in args.types.split(",") if t.strip())
+    else:
+        types = GEOCHAT_TYPES[layout] if args.protocol == "geochat" else LAYOUTS[layout].types
+    data = load_rsvqa(args.data_root, split, layout)
+    shard = parse_shard(args.shard)
+    questions = select(data.questions, Selection(types=types, limit=args.limit, shard=shard))
+    whole = questions if shard == (0, 1) else select(data.questions, Selection(types=types, limit=args.limit))
+    meta = {"benchmark": args.benchmark, "data_root": str(Path(args.data_root).resolve()), "layout": layout,
+            "split": split, "protocol": args.protocol, "types": list(types), "limit": args.limit,
+            "shard": list(shard), "system": system_meta(args), "expected_qids": [q.qid for q in questions],
+            "selection_qids": [q.qid for q in whole]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta_path = args.out / RUN_META
+    if args.resume and meta_path.is_file():
+        _check_resume(meta_path, meta)
+    elif (args.out / PREDICTIONS).exists() and not args.resume:
+        raise FileExistsError(f"{args.out / PREDICTIONS} exists: pass --resume to continue, or another --out")
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    answerer, loader = build_system(args)
+    stats = run(data, questions, answerer, args.out, load_image=loader, resume=args.resume,
+                progress=not args.no_progress, fsync=not args.no_fsync)
+    rep = build_report(meta, read_predictions(args.out / PREDICTIONS).values(), wall_s=stats["wall_s"])
+    write_report(args.out, rep)
+    _summary(rep, args.out)
+    return 0 if rep["accounting"]["complete"] else 1
+
+
+def cmd_merge(argv: list[str]) -> int:
+    """``merge RUN_DIR... --out DIR``: one report from the shards of a run."""
+    p = argparse.ArgumentParser(prog="run_vqa.py merge", description="combine sharded runs into one report")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders (each with run.json and predictions.jsonl)")
+    p.add_argument("--out", required=True, type=Path, help="folder for the merged predictions and report")
+    args = p.parse_args(argv)
+    meta, records = merge_runs(args.runs)
+    if meta["shard"] is None:
+        log.warning("merging shards %s of %d: the others are missing", meta["shards_merged"], meta["shards_total"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / RUN_META).write_text(json.dumps(meta), encoding="utf-8")
+    with open(args.out / PREDICTIONS, "w", encoding="utf-8") as f:
+        for qid in sorted(records):
+            f.write(json.dumps(records[qid], sort_keys=True) + "\n")
+    rep = build_report(meta, records.values())
+    write_report(args.out, rep)
+    _summary(rep, args.out)
+    return 0 if rep["accounting"]["complete"] else 1
+
+
+def _summary(rep: dict[str, Any], out: Path) -> None:
+    m, acc = rep["metrics"], rep["accounting"]
+    fmt = lambda x: "-" if x is None else f"{100 * x:.2f}%"  # noqa: E731
+    per = ", ".join(f"{t} {fmt(v['accuracy'])}" for t, v in m["per_type"].items())
+    sys.stdout.write(f"{acc['answered']}/{acc['expected']} questions; {per}; AA {fmt(m['AA'])}; OA {fmt(m['OA'])}; "
+                     f"failed programs {rep['failures']['n']}; report in {out / 'report.md'}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; bad input ends with a one-line message and exit status 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    verbose = "-v" in argv or "--verbose" in argv
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if argv and argv[0] == "merge":
+            return cmd_merge(argv[1:])
+        return cmd_run(build_parser().parse_args(argv))
+    except (GraftVQAError, ValueError, FileExistsError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The evaluation loop: select questions, ask them image by image, append each result to a JSONL file.
+
+The loop is written against a small protocol so any system can be evaluated: an *answerer* with
+``ask(image, question) -> Answer`` (a :class:`graft_vqa.Engine`, or a scripted fake in tests) and a
+*loader* ``load_image(path, gsd_m) -> image`` (default :func:`graft_vqa.tile.load_tile`). Each image
+is loaded once and all its questions are asked in a row, so the engine's per-tile feature cache hits.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+from tqdm import tqdm
+
+from eval.metrics import is_correct
+from eval.rsvqa import Question, RSVQASplit
+from graft_vqa.errors import GraftVQAError, TileError, WeightsError
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions.jsonl"
+
+
+class Answerer(Protocol):
+    """Anything that answers a question about an image (``graft_vqa.Engine`` satisfies it)."""
+
+    def ask(self, image: Any, question: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which questions of a split a run covers."""
+
+    types: tuple[str, ...] | None = None  # question types to keep (None: all)
+    limit: int | None = None  # keep the first N questions (by id) after the type filter
+    shard: tuple[int, int] = (0, 1)  # (index, count): keep images with img_id % count == index
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes I/N, e.g. 0/4, not {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def select(questions: Iterable[Question], sel: Selection) -> list[Question]:
+    """The questions ``sel`` keeps, in id order. The limit applies before sharding, so the shards of a
+    limited run together cover exactly the unsharded limited run."""
+    qs = [q for q in questions if sel.types is None or q.type in sel.types]
+    if sel.limit is not None:
+        qs = qs[: sel.limit]
+    i, n = sel.shard
+    return [q for q in qs if q.img_id % n == i]
+
+
+def group_by_image(questions: Iterable[Question]) -> dict[int, list[Question]]:
+    """Questions grouped by image id, images and questions in id order."""
+    groups: dict[int, list[Question]] = {}
+    for q in sorted(questions, key=lambda q: (q.img_id, q.qid)):
+        groups.setdefault(q.img_id, []).append(q)
+    return groups
+
+
+def read_predictions(path: Path, repair: bool = False) -> dict[int, dict[str, Any]]:
+    """Records of a predictions file by question id. A torn last line (a run killed mid-write) is
+    dropped; with ``repair`` the file is rewritten without it so appends stay valid JSONL."""
+    if not path.is_file():
+        return {}
+    records: dict[int, dict[str, Any]] = {}
+    good: list[str] = []
+    bad = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+                records[int(rec["qid"])] = rec
+                good.append(line if line.endswith("\n") else line + "\n")
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                bad += 1
+    if bad and repair:
+        log.warning("dropping %d torn line(s) from %s", bad, path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(good), encoding="utf-8")
+        os.replace(tmp, path)
+    return records
+
+
+def program_id(source: str) -> str | None:
+    """A short stable id of a program's source (None when there is no program)."""
+    return hashlib.sha1(source.encode("utf-8")).hexdigest()[:12] if source else None
+
+
+def make_record(q: Question, layout: str, answer: Any = None, *, status: str | None = None,
+                error: str | None = None, seconds: float = 0.0) -> dict[str, Any]:
+    """The JSONL record of one question: from an ``Answer``, or a failure (``status`` and ``error``)."""
+    if answer is not None:
+        status, error = getattr(answer, "status", "ok") or "ok", getattr(answer, "error", None)
+        prediction, value = str(getattr(answer, "answer", "")), getattr(answer, "value", None)
+        program, timings = getattr(answer, "program", "") or "", dict(getattr(answer, "timings", {}) or {})
+    else:
+        prediction, value, program, timings = "", None, "", {}
+    status = status or "ok"
+    failed = error is not None or status != "ok"
+    if failed and status == "ok":
+        status = "error"
+    if not isinstance(value, (bool, int, float, str)) and value is not None:
+        value = str(value)
+    timings["total"] = seconds
+    return {
+        "qid": q.qid, "img_id": q.img_id, "type": q.type, "question": q.question, "gt": q.gt,
+        "prediction": prediction, "value": value,
+        "correct": (not failed) and is_correct(layout, q.type, q.gt, prediction, value),
+        "status": status, "error": error, "failed": failed,
+        "program_id": program_id(program), "timings": timings,
+    }
+
+
+class JsonlWriter:
+    """Appends records one line at a time, flushed and fsynced so a kill loses at most one line."""
+
+    def __init__(self, path: Path, fsync: bool = True) -> None:
+        self._f = open(path, "a", encoding="utf-8")
+        self._fsync = fsync
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, sort_keys=True) + "\n")
+        self._f.flush()
+        if self._fsync:
+            os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _ask_one(answerer: Answerer, image: Any, q: Question, layout: str) -> dict[str, Any]:
+    """Ask one question; library errors become failed records, configuration errors propagate."""
+    t0 = time.perf_counter()
+    try:
+        answer = answerer.ask(image, q.question)
+    except WeightsError:
+        raise
+    except GraftVQAError as exc:
+        return make_record(q, layout, status=type(exc).__name__, error=str(exc), seconds=time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - one broken question must not end a 5,000-question run
+        log.debug("question %d crashed", q.qid, exc_info=True)
+        return make_record(q, layout, status="exception", error=f"{type(exc).__name__}: {exc}",
+                           seconds=time.perf_counter() - t0)
+    return make_record(q, layout, answer, seconds=time.perf_counter() - t0)
+
+
+def run(data: RSVQASplit, questions: list[Question], answerer: Answerer, out_dir: Path, *,
+        load_image: Callable[[Path, float], Any], resume: bool = False, progress: bool = True,
+        fsync: bool = True) -> dict[str, Any]:
+    """Ask ``questions`` image by image, appending each record to ``out_dir/predictions.jsonl``.
+
+    With ``resume`` the questions already in the file are skipped; without it an existing file is an
+    error (so no run is silently mixed with another). Returns ``{"asked", "skipped", "wall_s"}``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / PREDICTIONS
+    if path.exists() and not resume:
+        raise FileExistsError(f"{path} exists: pass --resume to continue that run, or choose another --out")
+    done = read_predictions(path, repair=True) if resume else {}
+    todo = [q for q in questions if q.qid not in done]
+    writer = JsonlWriter(path, fsync=fsync)
+    bar = tqdm(total=len(questions), initial=len(questions) - len(todo), unit="q", desc="rsvqa",
+               disable=not progress, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    try:
+        for img_id, qs in group_by_image(todo).items():
+            try:
+                image = load_image(data.image_path(img_id), data.gsd_m.get(img_id, data.layout.default_gsd_m))
+            except TileError as exc:
+                for q in qs:
+                    writer.write(make_record(q, data.layout.name, status="tile_error", error=str(exc)))
+                    bar.update(1)
+                continue
+            for q in qs:
+                writer.write(_ask_one(answerer, image, q, data.layout.name))
+                bar.update(1)
+    finally:
+        writer.close()
+        bar.close()
+    return {"asked": len(todo), "skipped": len(questions) - len(todo), "wall_s": time.perf_counter() - t0}
