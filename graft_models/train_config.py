@@ -1,0 +1,145 @@
+"""Training configuration: YAML file -> nested dataclasses, with ``--set section.key=value`` overrides."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from graft_vqa.errors import GraftVQAError
+
+
+class ConfigError(GraftVQAError, ValueError):
+    """The training configuration is invalid; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # root of the official pair layout (split_m2o/, pixel_offset.csv)
+    train_split: str = "train"  # split file used for training
+    val_split: str = "test"  # split used for validation recall ("" disables validation)
+    embeddings: str | None = None  # embed_ground folder: train from stored ground embeddings; None: raw images
+    image_size: int = 224  # satellite input side in pixels
+    ground_size: int = 224  # ground photo side for the frozen encoder (raw-image mode)
+    max_ground: int = 25  # ground photos kept per satellite image
+    batch_size: int = 32  # satellite images per rank per micro-step
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class ModelConfig:
+    name: str = "graft-vitb16"  # satellite encoder in graft_models' registry
+    clip_checkpoint: str | None = None  # CLIP ViT-B/16 weights (open_clip state dict): inits both towers
+    ground_encoder: str = "clip-vitb16"  # frozen ground encoder for raw-image mode (graft-tiny: tests)
+    allow_untrained: bool = False  # random initial weights when no clip_checkpoint (tests only)
+
+
+@dataclass
+class LossConfig:
+    level: str = "image"  # image | pixel | both (sum, pixel term weighted by pixel_weight)
+    tau: float = 0.07  # fixed temperature
+    direction: str = "ground"  # normalisation: ground | satellite | both (see graft_models.losses)
+    reduction: str = "pairs"  # mean over all pairs, or "images": over j within i, then over i
+    pixel_weight: float = 1.0  # weight of the pixel-level term when level is both
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5  # peak learning rate (AdamW)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
+    eps: float = 1e-6  # AdamW epsilon
+    warmup_steps: int = 100  # linear warm-up from 0, in optimizer steps
+    steps: int = 1000  # total optimizer steps (length of the cosine schedule)
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    grad_accum: int = 1  # micro-batches per optimizer step (each its own contrastive batch)
+    clip_grad: float = 1.0  # max global gradient norm (0 disables)
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)  # pair data
+    model: ModelConfig = field(default_factory=ModelConfig)  # encoders and initialisation
+    loss: LossConfig = field(default_factory=LossConfig)  # loss options
+    optim: OptimConfig = field(default_factory=OptimConfig)  # optimiser and schedule
+    out_dir: str = "runs/graft"  # checkpoints, metrics.csv, TensorBoard logs, export
+    seed: int = 0  # model init and data order
+    device: str = "auto"  # auto | cuda | cpu
+    precision: str = "bf16"  # bf16 autocast on CUDA (CPU always runs fp32) | fp32
+    log_every: int = 10  # optimizer steps between metric rows
+    ckpt_every: int = 100  # optimizer steps between checkpoints (the last step always saves)
+    keep_checkpoints: int = 3  # newest step checkpoints kept on disk
+    val_every: int = 0  # optimizer steps between validation runs (0: only at the end)
+    val_max: int = 2000  # satellite images used for validation recall
+    recall_k: tuple[int, ...] = (1, 5, 10)  # k for recall@k
+    stop_at: int = 0  # stop after this step without finishing the schedule (0: run to optim.steps)
+    export: str = "graft_official.ckpt"  # official-layout export written at the end ("" skips)
+    progress: bool = True  # tqdm progress bar on rank 0
+    tensorboard: bool = True  # also log to out_dir/tb when tensorboard is installed
+    dump_grads: bool = False  # debugging: save step-1 gradients to out_dir/grads_step1.pt
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {sorted(f'{where}{k}' for k in unknown)}; "
+                          f"known in {where or 'top level'}: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{name} must be a mapping")
+            value = _build(type(default), value, f"{where}{name}.")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(default, float) and not isinstance(default, bool) and isinstance(value, (int, str)):
+            try:  # YAML reads "1e-4" as a string
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}{name} must be a number, got {value!r}") from None
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _set(tree: dict, dotted: str) -> None:
+    if "=" not in dotted:
+        raise ConfigError(f"override {dotted!r} must look like section.key=value")
+    key, raw = dotted.split("=", 1)
+    *parents, leaf = key.strip().split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = yaml.safe_load(raw)
+
+
+def config_from_dict(tree: dict, overrides: list[str] | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a nested dict plus ``key.sub=value`` overrides."""
+    tree = dict(tree or {})
+    for o in overrides or []:
+        _set(tree, o)
+    return _build(TrainConfig, tree, "")
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    tree = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        tree = yaml.safe_load(p.read_text()) or {}
+    return config_from_dict(tree, overrides)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    """Plain nested dict (tuples as lists), safe for YAML and ``weights_only`` checkpoints."""
+    def plain(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+    return plain(asdict(cfg))
