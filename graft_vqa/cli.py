@@ -155,7 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PASSTHROUGH = {"eval": cmd_eval, "app": cmd_app}  # subcommands whose options their own parsers read
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _PASSTHROUGH:
+        return _PASSTHROUGH[argv[0]](argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,152 @@
+"""``Engine`` / ``ask`` end to end: rule planner → sandbox → find → coercion, with known score maps."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import graft_vqa
+from graft_vqa import Engine, EngineConfig, FindConfig
+from graft_vqa.errors import TileNotFoundError, WeightsNotFoundError
+from graft_vqa.planner import Program
+
+from .synthetic import RectScorer
+
+UTM_5M = "tiles/rgbn_5m_utm18n.tif"  # 515 x 403 (w x h), 5 m pixels
+BUILDINGS = [(10, 30, 10, 40), (100, 120, 200, 230), (300, 310, 400, 420)]  # separate rectangles
+ROADS = [(50, 60, 0, 500)]
+
+
+def rect_area(rects) -> int:
+    return sum((b - t) * (r - l) for t, b, l, r in rects)
+
+
+@pytest.fixture
+def engine():
+    scorer = RectScorer({"building": BUILDINGS, "road": ROADS}, image_scores={"urban": 0.3, "rural": 0.1})
+    config = EngineConfig(find=FindConfig(threshold=0.25, refine="none"))
+    return Engine(scorer=scorer, config=config)
+
+
+def test_count_presence_area_and_comparison(engine, shared_data):
+    tile = shared_data / UTM_5M
+    count = engine.ask(tile, "How many buildings are there?")
+    assert (count.answer, count.value, count.kind, count.error) == (str(len(BUILDINGS)), len(BUILDINGS), "count", None)
+    assert len(count.detections) == len(BUILDINGS)
+
+    assert engine.ask(tile, "Is there a road?").answer == "yes"
+    assert engine.ask(tile, "Is there a water area?").answer == "no"
+
+    area = engine.ask(tile, "What is the area covered by buildings?")
+    expected_m2 = rect_area(BUILDINGS) * 5.0 * 5.0
+    assert area.kind == "area_m2"
+    assert area.value == pytest.approx(expected_m2, rel=1e-6)
+    assert area.answer == f"{round(expected_m2)} m2"
+
+    more = engine.ask(tile, "Are there more buildings than roads?")
+    assert more.answer == "yes"  # 3 buildings, 1 road
+    assert engine.ask(tile, "Is it a rural or an urban area?").answer == "urban"
+
+
+def test_features_are_reused_across_questions(engine, shared_data):
+    tile = shared_data / UTM_5M
+    engine.ask(tile, "How many buildings are there?")
+    engine.ask(tile, "Is there a building?")
+    engine.ask(tile, "What is the number of roads?")
+    assert engine.scorer.queries.count("building") == 1
+    assert engine.scorer.queries.count("road") == 1
+
+
+def test_answer_carries_program_timings_and_geojson(engine, shared_data):
+    answer = engine.ask(shared_data / UTM_5M, "How many buildings are there?")
+    assert "def execute_command(image_patch)" in answer.program
+    assert {"plan_s", "run_s", "total_s"} <= set(answer.timings)
+    collection = answer.to_geojson()
+    assert len(collection["features"]) == len(BUILDINGS)
+    assert "32618" in collection["properties"]["crs"]
+    json.dumps(collection)  # serialisable
+
+
+class ScriptedPlanner:
+    """Replies with fixed programs in turn (the last one repeats); records the feedback it got."""
+
+    planner_id = "scripted"
+    prompt_version = "1"
+    deterministic = False
+
+    def __init__(self, *sources: str) -> None:
+        self.sources = list(sources)
+        self.feedback: list[str | None] = []
+
+    def plan(self, question: str, feedback: str | None = None) -> Program:
+        self.feedback.append(feedback)
+        source = self.sources.pop(0) if len(self.sources) > 1 else self.sources[0]
+        return Program(source=source, planner=self.planner_id, question=question, meta={})
+
+
+@pytest.mark.parametrize("source, status", [
+    ("def execute_command(image_patch):\n    return 1 / 0\n", "planner_error"),
+    ("def execute_command(image_patch):\n    import os\n    return True\n", "planner_error"),
+    ("def execute_command(image_patch):\n    return None\n", "error"),
+    ("def execute_command(image_patch):\n    return [1, 2]\n", "error"),
+])
+def test_failed_programs_are_failures_never_no(source, status, shared_data):
+    engine = Engine(scorer=RectScorer({}), planner=ScriptedPlanner(source),
+                    config=EngineConfig(find=FindConfig(refine="none")))
+    answer = engine.ask(shared_data / UTM_5M, "Is there a road?")
+    assert answer.status == status
+    assert answer.error
+    assert answer.value is None and answer.answer not in {"no", "yes"}
+
+
+def test_llm_errors_are_fed_back_and_the_working_program_answers(shared_data):
+    broken = "def execute_command(image_patch):\n    return image_patch.count('road') / 0\n"
+    good = "def execute_command(image_patch):\n    return image_patch.count('road')\n"
+    planner = ScriptedPlanner(broken, good)
+    engine = Engine(scorer=RectScorer({"road": ROADS}), planner=planner,
+                    config=EngineConfig(find=FindConfig(refine="none", threshold=0.25)))
+    answer = engine.ask(shared_data / UTM_5M, "How many roads are there?")
+    assert (answer.answer, answer.error) == ("1", None)
+    assert planner.feedback[0] is None and "division" in planner.feedback[1].lower()
+    assert answer.program == good
+
+
+def test_question_not_understood_is_said(engine, shared_data):
+    answer = engine.ask(shared_data / UTM_5M, "Paint me a sunset")
+    assert answer.status == "not_understood"
+    assert answer.error and answer.answer != "no"
+
+
+def test_ask_on_an_array_with_gsd(shared_data):
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    scorer = RectScorer({"pond": [(10, 20, 10, 30)]})
+    answer = graft_vqa.ask(image, "What is the area covered by ponds?", scorer=scorer, gsd_m=2.0,
+                           find=FindConfig(refine="none", threshold=0.25))
+    assert answer.value == pytest.approx(10 * 20 * 4.0)
+
+
+def test_missing_tile_raises_a_clear_error(engine, tmp_path):
+    with pytest.raises(TileNotFoundError, match="nope.tif"):
+        engine.ask(tmp_path / "nope.tif", "Is there a road?")
+
+
+def test_missing_weights_say_what_to_fetch(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAFT_VQA_HOME", str(tmp_path))
+    monkeypatch.delenv("GRAFT_VQA_WEIGHTS", raising=False)
+    engine = Engine(config=EngineConfig(find=FindConfig(refine="none")))
+    with pytest.raises(WeightsNotFoundError, match="graft_naip_patch.ckpt"):
+        engine.ask(shared_data / UTM_5M, "Is there a road?")
+
+
+def test_untrained_graft_end_to_end_warns_on_every_answer(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAFT_VQA_HOME", str(tmp_path))
+    monkeypatch.delenv("GRAFT_VQA_WEIGHTS", raising=False)
+    config = EngineConfig(graft_model="graft-tiny", text_model="clip-tiny", allow_untrained=True)
+    engine = Engine(config=config)
+    answer = engine.ask(shared_data / UTM_5M, "How many buildings are there?")
+    assert answer.error is None and answer.kind == "count"
+    assert any("random weights" in w for w in answer.warnings)
+    assert any("SAM" in w for w in answer.warnings)  # no SAM weights: said, and find ran on components
+    again = engine.ask(shared_data / UTM_5M, "Is there a road?")
+    assert any("random weights" in w for w in again.warnings)
