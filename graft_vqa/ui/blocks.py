@@ -1,0 +1,122 @@
+"""The Gradio layout: tile upload and preview, settings, and the chat.
+
+``build_app(engine_factory=...)`` takes any factory of engines, so tests and model-free demos run
+the whole app with a synthetic scorer.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from graft_vqa.ui.handlers import handle_question, handle_upload
+from graft_vqa.ui.session import EngineFactory, EnginePool, UISettings, default_engine_factory, delete_session
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = (
+    "How many buildings are there?",
+    "Is there a water area?",
+    "What is the area covered by trees?",
+    "Are there more roads than buildings?",
+)
+TILE_TYPES = [".tif", ".tiff", ".png", ".jpg", ".jpeg"]
+
+
+@dataclass
+class AppOptions:
+    """How the app looks and what it allows."""
+
+    max_upload_mb: float = 200.0  # uploads above this are refused with a chat message
+    settings: UISettings = field(default_factory=UISettings)  # initial values of the Settings panel
+    examples: tuple[str, ...] = EXAMPLES  # example questions to click
+    title: str = "graft-vqa: ask a satellite tile"  # page title and heading
+    max_engines: int = 4  # engines (settings combinations) kept loaded at once
+    session_ttl_s: float = 4 * 3600  # a session's tile and files are dropped this long after last use
+    workdir_root: str | None = None  # where sessions write overlays and GeoJSON (None: system temp folder)
+
+
+def _settings(planner: str, base_url: str, model: str, api_key: str, threshold: float, sam: bool,
+              gsd_m: float | None) -> UISettings:
+    return UISettings(planner=planner, base_url=(base_url or "").strip(), model=(model or "").strip(),
+                      api_key=(api_key or "").strip(), threshold=float(threshold), sam=bool(sam),
+                      gsd_m=float(gsd_m) if gsd_m else None)
+
+
+def _settings_panel(gr: Any, s: UISettings) -> list[Any]:
+    with gr.Accordion("Settings", open=False, elem_id="settings"):
+        planner = gr.Radio(["rules", "openai"], value=s.planner, label="Planner",
+                           info="rules: offline, fixed question forms; openai: any OpenAI-compatible LLM")
+        base_url = gr.Textbox(value=s.base_url, label="LLM base URL", placeholder="http://127.0.0.1:8000/v1")
+        model = gr.Textbox(value=s.model, label="LLM model")
+        api_key = gr.Textbox(value=s.api_key, label="API key", type="password")
+        threshold = gr.Slider(0.0, 0.5, value=s.threshold, step=0.005, label="Score threshold",
+                              info="GRAFT cosine scores are typically 0.0–0.2")
+        sam = gr.Checkbox(value=s.sam, label="Refine instances with SAM")
+        gsd = gr.Number(value=s.gsd_m, label="GSD (m/px) for images without georeferencing", minimum=0,
+                        info="0: unknown (no areas in m² for PNG/JPEG or CRS-less tiles)")
+    return [planner, base_url, model, api_key, threshold, sam, gsd]
+
+
+def build_app(engine_factory: EngineFactory | None = None, options: AppOptions | None = None) -> Any:
+    """The app as a ``gr.Blocks`` (not launched).
+
+    Args:
+        engine_factory: ``UISettings -> engine``; ``None`` builds real engines with default config.
+        options: limits, initial settings and examples.
+    """
+    import gradio as gr
+
+    options = options or AppOptions()
+    pool = EnginePool(engine_factory or default_engine_factory(), max_engines=options.max_engines)
+
+    def on_upload(path: str | None, state: Any, history: Any) -> tuple[Any, ...]:
+        state, preview, info, history = handle_upload(path, state, history, options.max_upload_mb,
+                                                      options.workdir_root)
+        box = gr.update() if state.tile_path else None  # a file that failed to load is removed
+        return state, preview, info, history, box
+
+    def on_ask(question: str, state: Any, history: Any, *values: Any,
+               progress: Any = gr.Progress()) -> tuple[Any, ...]:
+        try:
+            settings = _settings(*values)
+        except (TypeError, ValueError) as exc:
+            log.info("bad settings: %s", exc)
+            settings = options.settings
+        return handle_question(question, state, history, settings, pool, progress, options.workdir_root)
+
+    with gr.Blocks(title=options.title) as app:
+        state = gr.State(None, time_to_live=options.session_ttl_s, delete_callback=delete_session)
+        gr.Markdown(f"## {options.title}\nUpload a tile, then ask about it. Every answer shows its detections, "
+                    "the program that computed it and a GeoJSON download.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                upload = gr.File(label="Tile (GeoTIFF, PNG or JPEG)", file_types=TILE_TYPES, type="filepath",
+                                 elem_id="tile-upload")
+                preview = gr.Image(label="Tile (RGB)", interactive=False, elem_id="tile-preview", format="png",
+                                   buttons=[])
+                info = gr.Markdown("No tile loaded.", elem_id="tile-info")
+                settings = _settings_panel(gr, options.settings)
+            with gr.Column(scale=3):
+                chat = gr.Chatbot(label="Chat", elem_id="chat", height=640)
+                with gr.Row():
+                    question = gr.Textbox(placeholder="How many buildings are there?", show_label=False,
+                                          elem_id="question", scale=5, submit_btn=False)
+                    ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
+                gr.Examples(examples=[[q] for q in options.examples], inputs=[question], label="Example questions")
+                geojson = gr.File(label="Latest detections (GeoJSON)", interactive=False, elem_id="geojson")
+        upload.upload(on_upload, [upload, state, chat], [state, preview, info, chat, upload])
+        upload.clear(on_upload, [upload, state, chat], [state, preview, info, chat, upload])
+        inputs = [question, state, chat, *settings]
+        outputs = [chat, question, geojson, state]
+        ask.click(on_ask, inputs, outputs)
+        question.submit(on_ask, inputs, outputs)
+    app.queue(default_concurrency_limit=4)
+    return app
+
+
+def launch(app: Any, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           max_upload_mb: float = 200.0, block: bool = True) -> Any:
+    """Start serving ``app``; with ``block=False`` return at once (the server runs in a thread)."""
+    return app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{int(max_upload_mb)}mb",
+                      prevent_thread_lock=not block, show_error=False, quiet=not block)

@@ -1,0 +1,44 @@
+"""``python app.py`` / ``graft-vqa app``: parse options, build the app, serve it."""
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Sequence
+
+from graft_vqa.ui.session import UISettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The app's options: server, upload limit, and the engine options shared with ``graft-vqa ask``."""
+    from graft_vqa.cli import add_engine_options
+
+    parser = argparse.ArgumentParser(prog="graft-vqa app", description="The graft-vqa chat over an uploaded tile.")
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    server.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    server.add_argument("--share", action="store_true", help="open a public Gradio share link (off by default)")
+    server.add_argument("--max-upload-mb", type=float, default=200.0,
+                        help="largest tile upload accepted, in MB (default: %(default)s)")
+    server.add_argument("--api-key", default="", help="API key for the OpenAI-compatible planner")
+    server.add_argument("--verbose", action="store_true", help="log at DEBUG level")
+    add_engine_options(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the app and serve until interrupted; returns the exit status."""
+    from graft_vqa.cli import engine_config
+    from graft_vqa.ui.blocks import AppOptions, build_app, launch
+    from graft_vqa.ui.session import default_engine_factory
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = engine_config(args)
+    settings = UISettings(planner=args.planner, base_url=args.base_url or "", model=args.model or "",
+                          api_key=args.api_key, threshold=config.find.threshold,
+                          sam=config.find.refine == "sam", gsd_m=config.gsd_m)
+    options = AppOptions(max_upload_mb=args.max_upload_mb, settings=settings)
+    app = build_app(default_engine_factory(config), options)
+    launch(app, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb)
+    return 0

@@ -1,0 +1,135 @@
+"""The app's event handlers, as plain functions of (inputs, session state, chat history).
+
+They never raise: every failure becomes a chat message that says what to do, so the server keeps
+serving. Chat history is Gradio's "messages" format: a list of ``{"role", "content", "metadata"}``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from graft_vqa.answer import Answer
+from graft_vqa.errors import UnsupportedTileError
+from graft_vqa.ui.messages import answer_failure_message, error_message
+from graft_vqa.ui.overlay import render_overlay
+from graft_vqa.ui.session import EnginePool, SessionState, UISettings
+from graft_vqa.ui.summary import answer_text, tile_summary, warnings_title
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[..., Any]  # gr.Progress or any callable(fraction, desc=...)
+NO_TILE = "Upload a tile first (GeoTIFF, PNG or JPEG, left panel), then ask your question again."
+
+
+def _say(history: list[dict[str, Any]], content: Any, **metadata: Any) -> None:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if metadata:
+        message["metadata"] = metadata
+    history.append(message)
+
+
+def _no_progress(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+def handle_upload(path: str | None, state: SessionState | None, history: list[dict[str, Any]] | None,
+                  max_upload_mb: float, workdir_root: str | Path | None = None,
+                  ) -> tuple[SessionState, Any, str, list[dict[str, Any]]]:
+    """Load an uploaded tile into the session (created under ``workdir_root`` on first use).
+
+    Returns the new state, the RGB preview (``None`` on failure), the tile summary and the chat.
+    """
+    state = state if isinstance(state, SessionState) else SessionState.create(workdir_root)
+    history = list(history or [])
+    state.tile_path, state.tile_name, state.rgb = None, "", None
+    if not path:
+        return state, None, "No tile loaded.", history
+    name = Path(path).name
+    try:
+        size_mb = Path(path).stat().st_size / 1e6
+        if size_mb > max_upload_mb:
+            raise UnsupportedTileError(f"{name} is {size_mb:.1f} MB, above this server's upload limit of "
+                                       f"{max_upload_mb:g} MB")
+        from graft_vqa.tile import load_tile
+
+        tile = load_tile(path)
+        rgb = tile.rgb()
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a chat message
+        _say(history, error_message(exc, f"Could not load {name}"))
+        return state, None, f"**{name} could not be loaded** (see the chat).", history
+    state.tile_path, state.tile_name, state.rgb = str(path), name, rgb
+    summary = tile_summary(tile, name)
+    _say(history, f"Loaded {summary}. Ask a question below.")
+    return state, rgb, summary, history
+
+
+def _write_outputs(state: SessionState, answer: Answer) -> tuple[Path, Path]:
+    """Write the overlay PNG and the GeoJSON of ``answer`` into the session folder."""
+    overlay = render_overlay(state.rgb, answer.detections, answer.program)
+    overlay_path = state.next_path("overlay", ".png")
+    Image.fromarray(overlay).save(overlay_path)
+    geojson_path = state.next_path("detections", ".geojson")
+    geojson_path.write_text(json.dumps(answer.to_geojson(), indent=1))
+    return overlay_path, geojson_path
+
+
+def _program_message(history: list[dict[str, Any]], answer: Answer) -> None:
+    if answer.program:
+        _say(history, f"```python\n{answer.program.rstrip()}\n```", title="Program", status="done",
+             duration=round(answer.timings.get("total_s", sum(answer.timings.values())), 3))
+
+
+def _answer_messages(history: list[dict[str, Any]], state: SessionState, answer: Answer) -> Path | None:
+    """Append the messages for one answer; returns the GeoJSON path (None when the answer failed)."""
+    if answer.error is not None:
+        _say(history, answer_failure_message(answer))
+        _program_message(history, answer)
+        return None
+    overlay_path, geojson_path = _write_outputs(state, answer)
+    _say(history, answer_text(answer))
+    if answer.warnings:
+        _say(history, "\n\n".join(f"- {w}" for w in answer.warnings), title=warnings_title(answer.warnings),
+             status="done")
+    _say(history, {"path": str(overlay_path), "alt_text": f"Detections for: {answer.question}"})
+    _program_message(history, answer)
+    _say(history, {"path": str(geojson_path)})
+    return geojson_path
+
+
+def handle_question(question: str, state: SessionState | None, history: list[dict[str, Any]] | None,
+                    settings: UISettings, pool: EnginePool, progress: Progress = _no_progress,
+                    workdir_root: str | Path | None = None,
+                    ) -> tuple[list[dict[str, Any]], str, str | None, SessionState]:
+    """Answer ``question`` about the session's tile.
+
+    Returns the chat, the cleared question box, the latest GeoJSON file (or ``None``) and the state.
+    """
+    state = state if isinstance(state, SessionState) else SessionState.create(workdir_root)
+    history = list(history or [])
+    question = (question or "").strip()
+    if not question:
+        return history, "", None, state
+    history.append({"role": "user", "content": question})
+    if state.tile_path is None or state.rgb is None:
+        _say(history, NO_TILE)
+        return history, "", None, state
+    state.questions += 1
+    try:
+        progress(0.05, desc="Preparing the engine")
+        engine, lock = pool.get(settings)
+        with lock:
+            progress(0.2, desc="Loading models and tile features")
+            if hasattr(engine, "image_patch"):
+                engine.image_patch(state.tile_path)
+            progress(0.5, desc="Planning and running the program")
+            answer = engine.ask(state.tile_path, question)
+        progress(0.9, desc="Drawing the detections")
+        geojson = _answer_messages(history, state, answer)
+    except Exception as exc:  # noqa: BLE001 - the server keeps serving
+        _say(history, error_message(exc, "Could not answer"))
+        return history, "", None, state
+    return history, "", (str(geojson) if geojson else None), state

@@ -1,0 +1,59 @@
+"""One-paragraph descriptions of a tile and of an answer, as markdown for the app."""
+from __future__ import annotations
+
+from typing import Any
+
+from graft_vqa.answer import Answer
+
+
+def _crs_text(tile: Any) -> str:
+    crs = getattr(tile, "crs", None)
+    if crs is None:
+        return "none (not georeferenced)"
+    try:
+        epsg = crs.to_epsg()
+    except Exception:  # noqa: BLE001 - a CRS without an EPSG code
+        epsg = None
+    return f"EPSG:{epsg}" if epsg else str(crs.to_string())[:80]
+
+
+def _gsd_text(tile: Any) -> str:
+    gsd = getattr(tile, "gsd_m", None)
+    if gsd is None:
+        return "unknown (set it in Settings to get areas in m²)"
+    approx = "≈ " if getattr(tile, "is_geographic", False) else ""
+    return f"{approx}{gsd:.3g} m/px"
+
+
+def tile_summary(tile: Any, name: str = "") -> str:
+    """Markdown with the tile's file name, size, bands, CRS and ground sample distance."""
+    title = f"**{name}** · " if name else ""
+    notes = []
+    if tile.count > 3:
+        notes.append(f"RGB from {tile.count} bands")
+    if str(tile.dtype) != "uint8":
+        notes.append("stretched 2–98 %")
+    stretched = f" ({', '.join(notes)})" if notes else ""
+    return (f"{title}{tile.width} × {tile.height} px, {tile.count} band{'s' if tile.count != 1 else ''} "
+            f"{tile.dtype}{stretched} · CRS: {_crs_text(tile)} · GSD: {_gsd_text(tile)}")
+
+
+def timings_text(timings: dict[str, float]) -> str:
+    """``"load 0.01 s · plan 0.00 s · run 0.12 s · total 0.13 s"`` from an answer's timings."""
+    parts = [f"{key.removesuffix('_s')} {value:.2f} s" for key, value in timings.items()]
+    return " · ".join(parts) if parts else "no timings"
+
+
+def answer_text(answer: Answer) -> str:
+    """The answer as a short markdown message: the value, its kind, the detections and the timings."""
+    kind = {"bool": "yes/no", "count": "count", "area_m2": "area", "text": "text"}.get(answer.kind, answer.kind)
+    lines = [f"**{answer.answer}** ({kind}; {len(answer.detections)} detection"
+             f"{'s' if len(answer.detections) != 1 else ''})",
+             f"Timings: {timings_text(answer.timings)}"]
+    return "\n\n".join(lines)
+
+
+def warnings_title(warnings: list[str], width: int = 90) -> str:
+    """A one-line title for an answer's warnings: their number and the start of the first."""
+    first = warnings[0] if len(warnings[0]) <= width else warnings[0][:width].rsplit(" ", 1)[0] + " …"
+    return f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}: {first}"

@@ -1,0 +1,61 @@
+"""Overlay rendering of detections (no browser, no models)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graft_vqa.answer import Detection
+from graft_vqa.ui.overlay import FILL_ALPHA, PALETTE, legend_names, queried_names, render_overlay
+
+PROGRAM = 'def execute_command(image_patch):\n    r = image_patch.find("road")\n' \
+          "    b = image_patch.find('building')\n    return len(b) > len(r)\n"
+
+
+def _square(name: str, left: int, top: int, side: int) -> Detection:
+    ring = [(left, top), (left + side, top), (left + side, top + side), (left, top + side)]
+    return Detection(name=name, score=0.5, box=(left, top, left + side, top + side), polygon_px=[ring])
+
+
+def test_queried_names_in_program_order():
+    assert queried_names(PROGRAM) == ["road", "building"]
+    assert queried_names("def broken(:") == []
+    assert legend_names([_square("water", 0, 0, 4)], PROGRAM) == ["road", "building", "water"]
+
+
+def test_fill_is_translucent_colour_over_the_tile_and_outside_is_untouched():
+    base = 100
+    rgb = np.full((128, 128, 3), base, np.uint8)  # enlarged x4 to 512
+    out = render_overlay(rgb, [_square("building", 40, 40, 40)], "", legend=False)
+    assert out.shape == (512, 512, 3)
+    colour = np.array(PALETTE[0], float)
+    expected = base * (1 - FILL_ALPHA) + colour * FILL_ALPHA
+    inside = out[60 * 4, 60 * 4].astype(float)  # centre of the square, display scale
+    assert np.allclose(inside, expected, atol=2)
+    assert (out[10 * 4, 10 * 4] == base).all()  # far outside
+    assert (out[40 * 4, 60 * 4] == PALETTE[0]).all()  # on the outline: opaque colour
+
+
+def test_hole_is_not_filled_and_box_is_used_without_polygon():
+    rgb = np.zeros((512, 512, 3), np.uint8)
+    outer = [(100, 100), (300, 100), (300, 300), (100, 300)]
+    hole = [(150, 150), (250, 150), (250, 250), (150, 250)]
+    ring_det = Detection(name="lake", score=1, box=(100, 100, 300, 300), polygon_px=[outer, hole])
+    box_det = Detection(name="field", score=1, box=(400, 400, 450, 450))
+    out = render_overlay(rgb, [ring_det, box_det], "", legend=False)
+    assert out[120, 120].any() and not out[200, 200].any()  # ring filled, hole clear
+    assert out[425, 425].any() and not out[470, 470].any()  # box filled, beyond it clear
+
+
+def test_legend_has_a_row_per_queried_name_with_its_colour():
+    rgb = np.zeros((512, 512, 3), np.uint8)
+    out = render_overlay(rgb, [_square("building", 10, 10, 30)], PROGRAM)
+    legend = out[512:]
+    assert legend.shape[0] >= 2 * 20  # two rows: road (no hits) and building
+    for i in range(2):  # both names' swatches appear in the legend, in distinct colours
+        assert (legend.reshape(-1, 3) == PALETTE[i]).all(axis=1).any()
+    assert PALETTE[0] != PALETTE[1]
+
+
+def test_rejects_non_rgb_input():
+    with pytest.raises(ValueError, match="uint8"):
+        render_overlay(np.zeros((10, 10), np.float32), [])
