@@ -57,10 +57,10 @@ WEIGHTS: dict[str, WeightSource] = {
         _graft("graft-sentinel", "graft_sentinel.ckpt", "GRAFT image level, Sentinel-2 10 m (official checkpoint)"),
         _graft("graft-sentinel-patch", "graft_sentinel_patch.ckpt",
                "GRAFT pixel level, Sentinel-2 10 m (official checkpoint)"),
-        WeightSource("clip-vitb16", "clip", "ViT-B-16.pt", "clip-vitb16",
-                     "CLIP ViT-B/16 (OpenAI weights; GRAFT's text tower)",
-                     url="https://openaipublic.azureedge.net/clip/models/"
-                         "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt"),
+        WeightSource("clip-vitb16", "clip", "clip_vit_b16_openai.safetensors", "clip-vitb16",
+                     "CLIP ViT-B/16, OpenAI weights in open_clip's layout (GRAFT's text tower)",
+                     url="https://huggingface.co/timm/vit_base_patch16_clip_224.openai/resolve/main/"
+                         "open_clip_model.safetensors"),
         WeightSource("sam-vit_b", "sam", "sam_vit_b_01ec64.pth", "vit_b", "SAM ViT-B (Meta AI)",
                      url=_SAM_BASE + "sam_vit_b_01ec64.pth", size_bytes=375_042_383),
         WeightSource("sam-vit_l", "sam", "sam_vit_l_0b3195.pth", "vit_l", "SAM ViT-L (Meta AI)",
