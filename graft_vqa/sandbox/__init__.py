@@ -1,0 +1,19 @@
+"""Run generated programs safely: RestrictedPython, a forked child of a small zygote, a typed channel.
+
+``run(source, image_patch, ...) -> Execution`` is the whole public surface; ``capabilities()``
+says which confinement layers this machine provides (seccomp may be missing: it is then logged
+once and reported as False). See ``guards`` (layer 1), ``confine``/``zygote``/``child`` (layer 2)
+and ``wire``/``host`` (layer 3).
+"""
+from __future__ import annotations
+
+from .host import STATUSES, Execution, capabilities, run
+from .process import Zygote, default_zygote
+
+
+def shutdown() -> None:
+    """Stop the process-wide zygote (a later ``run`` starts a new one)."""
+    default_zygote().close()
+
+
+__all__ = ["Execution", "STATUSES", "Zygote", "capabilities", "run", "shutdown"]

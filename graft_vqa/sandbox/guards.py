@@ -1,0 +1,294 @@
+"""Layer 1 of the sandbox: RestrictedPython compilation and default-deny, type-aware guards.
+
+Compile-time (``compile_program``), on top of RestrictedPython's own rules (no name or attribute
+that starts with ``_``, no ``exec``/``eval`` calls, no ``nonlocal``, no async, no ``try*``):
+
+* imports other than ``math`` are refused;
+* ``yield`` and ``yield from`` are refused (generator *expressions* stay allowed: their objects
+  expose no attribute to the program, so ``gi_frame`` and friends are unreachable);
+* introspection builtins (``getattr``, ``vars``, ``globals``, ``compile``, ``open`` ...) are refused
+  by name, so the attempt is reported as ``refused`` rather than a ``NameError``.
+
+Run-time guards (``build_globals``): attribute reads are allowed only from an explicit allow-list
+per exact type (``str.format`` and ``format_map`` are left out on purpose: their field syntax
+reads attributes), from the ImagePatch proxy's API list, from the ``math`` names, and from the
+members a program's own classes define. Anything else calls ``deny``, which in the sandbox child
+ends the program at once with status ``refused`` (so ``try/except`` cannot swallow it).
+
+This module imports only the standard library and RestrictedPython: the zygote loads it.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import math
+import operator
+import sys
+import types
+from typing import Any, Callable
+
+from RestrictedPython import compile_restricted_exec
+from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+from RestrictedPython.transformer import RestrictingNodeTransformer
+
+PROGRAM_FILENAME = "<program>"
+"""The file name programs are compiled under; frames with it are the program's own."""
+
+ALLOWED_IMPORTS = frozenset({"math"})
+"""Modules a program may import."""
+
+RANGE_CAP = 10_000_000
+"""Largest ``range`` a program may build."""
+
+REFUSED_NAMES = frozenset({
+    "exec", "eval", "compile", "globals", "locals", "vars", "dir", "getattr", "setattr",
+    "delattr", "hasattr", "open", "breakpoint", "memoryview", "super", "help", "input",
+})
+"""Builtins whose mere use is refused at compile time."""
+
+_STR_ATTRS = frozenset({
+    "lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "join",
+    "startswith", "endswith", "replace", "find", "rfind", "index", "rindex", "count", "title",
+    "capitalize", "casefold", "swapcase", "isdigit", "isalpha", "isalnum", "isspace", "islower",
+    "isupper", "isnumeric", "isdecimal", "zfill", "center", "ljust", "rjust", "partition",
+    "rpartition", "removeprefix", "removesuffix",
+})
+_NUMBER_ATTRS = frozenset({"real", "imag", "conjugate", "numerator", "denominator", "bit_length",
+                           "is_integer", "as_integer_ratio"})
+_SET_ATTRS = frozenset({
+    "add", "discard", "remove", "pop", "clear", "copy", "union", "intersection", "difference",
+    "symmetric_difference", "issubset", "issuperset", "isdisjoint", "update",
+    "intersection_update", "difference_update", "symmetric_difference_update",
+})
+SAFE_ATTRS: dict[type, frozenset[str]] = {
+    str: _STR_ATTRS,
+    list: frozenset({"append", "extend", "pop", "index", "count", "sort", "reverse", "insert",
+                     "remove", "copy", "clear"}),
+    dict: frozenset({"keys", "values", "items", "get", "copy", "update", "setdefault", "pop",
+                     "popitem", "clear"}),
+    set: _SET_ATTRS,
+    frozenset: frozenset({"copy", "union", "intersection", "difference", "symmetric_difference",
+                          "issubset", "issuperset", "isdisjoint"}),
+    tuple: frozenset({"count", "index"}),
+    int: _NUMBER_ATTRS, bool: _NUMBER_ATTRS, float: _NUMBER_ATTRS,
+    complex: frozenset({"real", "imag", "conjugate"}),
+}
+"""Attributes a program may read, per exact built-in type; every other type is denied."""
+
+SAFE_BUILTINS = (
+    "len", "min", "max", "sum", "abs", "round", "sorted", "enumerate", "zip", "any", "all", "int",
+    "float", "str", "bool", "list", "dict", "set", "frozenset", "tuple", "isinstance", "reversed",
+    "map", "filter", "divmod", "pow", "chr", "ord", "repr", "object",
+)
+"""Builtins a program may use (plus ``range``, capped, the exceptions below and ``math``)."""
+
+_SUBSCRIPTABLE = (list, tuple, str, dict, range, bytes)
+_WRITABLE = (list, dict)
+_EXCEPTIONS = (
+    "Exception", "ValueError", "TypeError", "KeyError", "IndexError", "ZeroDivisionError",
+    "ArithmeticError", "LookupError", "RuntimeError", "NotImplementedError", "AssertionError",
+    "StopIteration", "AttributeError", "OverflowError",
+)
+_INPLACE = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
+    "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior,
+    "^=": operator.ixor, "@=": operator.imatmul,
+}
+
+
+class SandboxPolicy(RestrictingNodeTransformer):
+    """RestrictedPython's policy plus the graft-vqa refusals listed in the module docstring."""
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        if node.id in REFUSED_NAMES:
+            self.error(node, f'"{node.id}" is not available to programs.')
+        return super().visit_Name(node)
+
+    def visit_Import(self, node: ast.Import) -> Any:
+        for alias in node.names:
+            if alias.name not in ALLOWED_IMPORTS:
+                self.error(node, f'import of "{alias.name}" is not allowed (only math).')
+        return super().visit_Import(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
+        if node.level or node.module not in ALLOWED_IMPORTS:
+            self.error(node, f'import from "{node.module}" is not allowed (only math).')
+        return super().visit_ImportFrom(node)
+
+    def visit_Yield(self, node: ast.Yield) -> Any:
+        self.error(node, "yield is not allowed; build and return a list instead.")
+        return node
+
+    def visit_YieldFrom(self, node: ast.YieldFrom) -> Any:
+        self.error(node, "yield from is not allowed; build and return a list instead.")
+        return node
+
+
+def compile_program(source: str) -> tuple[Any | None, str | None, int | None, bool]:
+    """Compile ``source`` restricted; return ``(code, message, line, refused)``.
+
+    ``code`` is None on failure; ``refused`` tells a policy refusal from a plain syntax error.
+    """
+    try:
+        ast.parse(source, PROGRAM_FILENAME)
+    except SyntaxError as exc:
+        return None, f"SyntaxError: {exc.msg}", exc.lineno, False
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return None, f"the program could not be parsed: {type(exc).__name__}", None, False
+    result = compile_restricted_exec(source, PROGRAM_FILENAME, policy=SandboxPolicy)
+    if result.code is not None and not result.errors:
+        return result.code, None, None, False
+    first = result.errors[0] if result.errors else "refused by the sandbox policy"
+    line = None
+    if first.startswith("Line "):
+        head, _, rest = first.partition(":")
+        try:
+            line = int(head[5:])
+            first = rest.strip()
+        except ValueError:
+            pass
+    return None, f"refused: {first}", line, True
+
+
+def program_line() -> int | None:
+    """The line of the program being executed, found by walking the current stack."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == PROGRAM_FILENAME:
+            return frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+class SandboxClass(type):
+    """Metaclass of every class a program defines (RestrictedPython's ``__metaclass__``)."""
+
+
+def _user_defines(obj: Any, name: str) -> bool:
+    """True when ``name`` is defined by the program itself on ``obj`` or its own classes."""
+    if type(obj) is SandboxClass:
+        klasses = obj.__mro__
+    elif type(type(obj)) is SandboxClass:
+        if name in getattr(obj, "__dict__", {}):
+            return True
+        klasses = type(obj).__mro__
+    else:
+        return False
+    return any(type(k) is SandboxClass and name in vars(k) for k in klasses)
+
+
+def _restricted_math() -> types.SimpleNamespace:
+    return types.SimpleNamespace(**{k: v for k, v in vars(math).items() if not k.startswith("_")})
+
+
+class _Printer:
+    """What RestrictedPython's ``_print_`` builds: ``print`` writes to a capped sink."""
+
+    def __init__(self, sink: "PrintSink") -> None:
+        self._sink = sink
+        self._parts: list[str] = []
+
+    def __call__(self) -> str:  # the program's ``printed``
+        return "".join(self._parts)
+
+    def _call_print(self, *objects: Any, sep: str = " ", end: str = "\n") -> None:
+        text = str(sep).join(str(o) for o in objects) + str(end)
+        if len(self._parts) < 1000:
+            self._parts.append(text[:1000])
+        self._sink.write(text)
+
+
+class PrintSink:
+    """Collects everything a program prints, up to ``cap`` characters."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: list[str] = []
+        self.size = 0
+        self.truncated = False
+
+    def write(self, text: str) -> None:
+        room = self.cap - self.size
+        if len(text) > room:
+            text, self.truncated = text[:max(room, 0)], True
+        if text:
+            self.parts.append(text)
+            self.size += len(text)
+
+    def text(self) -> str:
+        return "".join(self.parts) + ("\n[output truncated]" if self.truncated else "")
+
+
+def build_globals(proxy_type: type, proxy_attr: Callable[[Any, str], Any],
+                  deny: Callable[[str], Any], sink: PrintSink) -> dict[str, Any]:
+    """The restricted globals a program runs under.
+
+    ``proxy_attr(proxy, name)`` resolves an attribute of the ImagePatch proxy (it enforces the
+    API list); ``deny(message)`` handles every refused access and must not return normally.
+    """
+    math_ns = _restricted_math()
+
+    def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
+        if type(name) is not str or name.startswith("_"):
+            return deny(f"attribute {name!r} is not allowed")
+        kind = type(obj)
+        if kind is proxy_type:
+            return proxy_attr(obj, name)
+        if obj is math_ns and not name.startswith("_"):
+            return getattr(obj, name)
+        if name in SAFE_ATTRS.get(kind, ()) or _user_defines(obj, name):
+            return getattr(obj, name)
+        if isinstance(obj, BaseException) and name == "args":
+            return obj.args
+        return deny(f"attribute `{name}` of a {kind.__name__} is not allowed")
+
+    def guarded_getitem(obj: Any, key: Any) -> Any:
+        if type(obj) in _SUBSCRIPTABLE:
+            return obj[key]
+        return deny(f"indexing a {type(obj).__name__} is not allowed")
+
+    def guarded_write(obj: Any) -> Any:
+        if type(obj) in _WRITABLE or type(obj) is SandboxClass or type(type(obj)) is SandboxClass:
+            return obj
+        return deny(f"changing a {type(obj).__name__} is not allowed")
+
+    def guarded_iter(obj: Any) -> Any:
+        if type(obj) is proxy_type:
+            return deny("an ImagePatch is not iterable; use find(name) to get a list")
+        return iter(obj)
+
+    def inplacevar(op: str, x: Any, y: Any) -> Any:
+        if op not in _INPLACE:
+            return deny(f"operator {op} is not allowed")
+        return _INPLACE[op](x, y)
+
+    def guarded_import(name: str, glb: Any = None, loc: Any = None, fromlist: Any = (),
+                       level: int = 0) -> Any:
+        if name in ALLOWED_IMPORTS and level == 0:
+            return math_ns
+        return deny(f"import of {name!r} is not allowed (only math)")
+
+    def capped_range(*args: int) -> range:
+        r = range(*args)
+        if len(r) > RANGE_CAP:
+            raise ValueError(f"range of {len(r)} items exceeds the sandbox cap of {RANGE_CAP}")
+        return r
+
+    safe = {name: getattr(builtins, name) for name in SAFE_BUILTINS + _EXCEPTIONS}
+    safe.update(range=capped_range, __import__=guarded_import,
+                __build_class__=builtins.__build_class__)
+    return {
+        "__builtins__": safe,
+        "__name__": "program",
+        "__metaclass__": SandboxClass,
+        "_getattr_": guarded_getattr,
+        "_getitem_": guarded_getitem,
+        "_write_": guarded_write,
+        "_getiter_": guarded_iter,
+        "_inplacevar_": inplacevar,
+        "_apply_": lambda f, *a, **k: f(*a, **k),
+        "_unpack_sequence_": guarded_unpack_sequence,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_print_": lambda _getattr=None: _Printer(sink),
+    }

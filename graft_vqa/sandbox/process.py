@@ -1,0 +1,144 @@
+"""Host side of the zygote: start it lazily, ask it to spawn and reap children, restart it if it died."""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import SandboxError
+
+log = logging.getLogger(__name__)
+
+BOOT = """
+import sys, types
+pkg = types.ModuleType("graft_vqa")
+pkg.__path__ = [sys.argv[1]]
+sys.modules["graft_vqa"] = pkg
+from graft_vqa.sandbox.zygote import main
+main(int(sys.argv[2]))
+"""
+"""The ``python -c`` program that starts a zygote without importing the ``graft_vqa`` package
+``__init__`` (which may pull in torch): a bare package object stands in for it."""
+
+CONTROL_TIMEOUT_S = 30.0
+"""How long the host waits for the zygote to answer one request (start-up included)."""
+
+
+class Zygote:
+    """A handle on one zygote process; thread-safe (requests are serialised by a lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._ctrl: socket.socket | None = None
+        self.hello: dict[str, Any] = {}
+        self._warned = False
+        self._owner = os.getpid()  # a forked host must not share its parent's zygote
+
+    def _start(self) -> None:
+        if self._owner != os.getpid():
+            self._ctrl, self._proc, self._owner = None, None, os.getpid()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        package_dir = str(Path(__file__).resolve().parents[1])
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", BOOT, package_dir, str(child.fileno())],
+                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                start_new_session=True, close_fds=True)
+        finally:
+            child.close()
+        parent.settimeout(CONTROL_TIMEOUT_S)
+        self._ctrl = parent
+        self.hello = self._receive()
+        if not self.hello.get("seccomp") and not self._warned:
+            self._warned = True
+            log.warning("sandbox: seccomp is not available (%s); programs still run under "
+                        "RestrictedPython, a separate process and rlimits",
+                        self.hello.get("reason") or "unknown reason")
+
+    def _receive(self) -> dict[str, Any]:
+        assert self._ctrl is not None
+        data = self._ctrl.recv(65536)
+        if not data:
+            raise ConnectionError("the sandbox zygote exited")
+        return json.loads(data)
+
+    def _request(self, msg: dict[str, Any], fds: list[int] = ()) -> dict[str, Any]:
+        """Send one request and read its reply, (re)starting the zygote when needed."""
+        with self._lock:
+            for attempt in (0, 1):
+                try:
+                    if self._ctrl is None or self._owner != os.getpid():
+                        self._start()
+                    assert self._ctrl is not None
+                    socket.send_fds(self._ctrl, [json.dumps(msg).encode()], list(fds))
+                    return self._receive()
+                except (OSError, ValueError) as exc:
+                    self._close_locked()
+                    if attempt or msg.get("op") != "spawn":
+                        raise SandboxError(f"the sandbox zygote failed ({exc}); check that "
+                                           f"{sys.executable} can run and fork") from exc
+            raise AssertionError("unreachable")
+
+    def ensure_started(self) -> dict[str, Any]:
+        """Start the zygote if needed; return its hello message (pid, seccomp status)."""
+        with self._lock:
+            if self._ctrl is None or self._owner != os.getpid():
+                try:
+                    self._start()
+                except (OSError, ValueError) as exc:
+                    self._close_locked()
+                    raise SandboxError(f"the sandbox zygote could not start: {exc}") from exc
+            return dict(self.hello)
+
+    def spawn(self, channel_fd: int) -> int:
+        """Fork a child that will serve the program on ``channel_fd``; return its pid."""
+        reply = self._request({"op": "spawn"}, [channel_fd])
+        if "pid" not in reply:
+            raise SandboxError(f"the sandbox could not start a program: {reply.get('error')}")
+        return int(reply["pid"])
+
+    def finish(self, pid: int, kill: bool) -> dict[str, Any]:
+        """(Kill and) reap child ``pid``; return ``{"code": ..., "signal": ...}``."""
+        try:
+            return self._request({"op": "finish", "pid": pid, "kill": kill})
+        except SandboxError as exc:
+            return {"code": None, "signal": None, "error": str(exc)}
+
+    def _close_locked(self) -> None:
+        if self._ctrl is not None:
+            self._ctrl.close()
+            self._ctrl = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+    def close(self) -> None:
+        """Stop the zygote (it kills its children); a later request starts a new one."""
+        with self._lock:
+            self._close_locked()
+
+
+_default: Zygote | None = None
+_default_lock = threading.Lock()
+
+
+def default_zygote() -> Zygote:
+    """The process-wide zygote, created on first use and stopped at exit."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Zygote()
+            atexit.register(_default.close)
+        return _default

@@ -1,0 +1,149 @@
+"""The sandbox's channel, confinement and process machinery, tested below the program level."""
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import threading
+
+import pytest
+
+from graft_vqa import sandbox
+from graft_vqa.sandbox.confine import Limits, Seccomp, apply_limits
+from graft_vqa.sandbox.wire import (HANDLE_KEY, WireError, from_plain, quote_line, recv_msg,
+                                    send_msg, to_plain)
+from tests.test_sandbox_fakes import OBJECTS, FakePatch, program as P
+
+
+def _in_child(fn) -> int:
+    """Run ``fn()`` in a forked process; return its exit code (fn's int result)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            code = fn()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_messages_round_trip_and_oversize_is_refused() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        send_msg(a, {"op": "call", "args": [1, 2.5, "x", None, True, {"k": [1]}]})
+        assert recv_msg(b, 1000) == {"op": "call", "args": [1, 2.5, "x", None, True, {"k": [1]}]}
+        send_msg(a, {"big": "x" * 5000})
+        with pytest.raises(WireError, match="exceeds the limit"):
+            recv_msg(b, 1000)
+
+
+def test_to_plain_refuses_objects_cycles_and_oversize() -> None:
+    assert to_plain((1, {"a": {2, 1}})) == [1, {"a": [1, 2]}]
+    with pytest.raises(WireError, match="not plain data"):
+        to_plain(object())
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(WireError, match="nested deeper"):
+        to_plain(loop)
+    with pytest.raises(WireError, match="larger than 100 bytes"):
+        to_plain("x" * 200, max_bytes=100)
+    with pytest.raises(WireError, match="not a string"):
+        to_plain({3: 1})
+
+
+def test_handles_decode_to_host_objects_and_forged_ones_fail() -> None:
+    table = ["root", "child"]
+
+    def decode(h: int) -> str:
+        if not 0 <= h < len(table):
+            raise WireError("unknown handle")
+        return table[h]
+
+    assert from_plain([{HANDLE_KEY: 1}, {"n": {HANDLE_KEY: 0}}], decode) == ["child", {"n": "root"}]
+    with pytest.raises(WireError):
+        from_plain({HANDLE_KEY: 7}, decode)
+    with pytest.raises(WireError, match="malformed"):
+        from_plain({HANDLE_KEY: "0"}, decode)
+
+
+def test_quote_line() -> None:
+    src = "def f():\n    x = 1\n    return x.y\n"
+    assert quote_line(src, 3, "boom") == "line 3: `return x.y`: boom"
+    assert quote_line(src, None, "boom") == "boom"
+
+
+def test_rlimits_are_applied_in_a_child() -> None:
+    def child() -> int:
+        apply_limits(Limits(memory_mb=64, cpu_s=3, max_open_files=16))
+        checks = [
+            resource.getrlimit(resource.RLIMIT_CPU)[0] == 3,
+            resource.getrlimit(resource.RLIMIT_FSIZE)[0] == 0,
+            resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 16,
+            resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY,
+        ]
+        try:
+            bytearray(200 << 20)
+            checks.append(False)
+        except MemoryError:
+            checks.append(True)
+        return 0 if all(checks) else 1
+
+    assert _in_child(child) == 0
+
+
+def test_seccomp_blocks_sockets_processes_and_file_writes(tmp_path) -> None:
+    caps = sandbox.capabilities()
+    filt = Seccomp()
+    assert caps["seccomp"] == filt.available or caps["seccomp_reason"]
+    if not filt.available:  # degraded machine: the reason must be reported, never silent
+        assert filt.reason and caps["seccomp"] is False and caps["seccomp_reason"]
+        return
+    target = tmp_path / "written"
+
+    def child() -> int:
+        if not filt.load():
+            return 2
+        denied = 0
+        for attempt in (lambda: socket.socket(), lambda: os.fork(),
+                        lambda: open(target, "w"), lambda: os.execv("/bin/true", ["true"])):
+            try:
+                attempt()
+            except PermissionError:
+                denied += 1
+        with open(__file__) as fh:  # reading stays possible
+            fh.read(10)
+        return 0 if denied == 4 else 1
+
+    assert _in_child(child) == 0
+    assert not target.exists()
+
+
+def test_zygote_restarts_after_it_dies() -> None:
+    zyg = sandbox.Zygote()
+    try:
+        first = sandbox.run(P("return image_patch.count('car')"), FakePatch(), zygote=zyg)
+        assert (first.status, first.value) == ("ok", len(OBJECTS["car"]))
+        pid = sandbox.capabilities(zyg)["zygote_pid"]
+        os.kill(pid, 9)
+        again = sandbox.run(P("return image_patch.count('tree')"), FakePatch(), zygote=zyg)
+        assert (again.status, again.value) == ("ok", len(OBJECTS["tree"]))
+        assert sandbox.capabilities(zyg)["zygote_pid"] != pid
+    finally:
+        zyg.close()
+
+
+def test_concurrent_runs_keep_their_own_state() -> None:
+    names = ["car", "tree", "pool", "car", "tree", "pool"]
+    results: dict[int, object] = {}
+
+    def work(i: int) -> None:
+        src = P(f"out = []\nfor k in range(200):\n    out.append(k)\nreturn [image_patch.count('{names[i]}'), len(out)]")
+        results[i] = sandbox.run(src, FakePatch())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(names))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    for i, name in enumerate(names):
+        assert results[i].status == "ok" and results[i].value == [len(OBJECTS[name]), 200]
