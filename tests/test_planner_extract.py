@@ -33,7 +33,7 @@ def run(source: str, counts: dict[str, int]):
     f"```\n{GOOD}```",
     f"```py\n{GOOD}\n```",
     GOOD,
-    f"Sure! Here you go:\ndef execute_command(image_patch):\n    return len(image_patch.find('road'))\nThis counts roads.",
+    "Sure! Here you go:\ndef execute_command(image_patch):\n    return len(image_patch.find('road'))\nThis counts roads.",
     f"```python\nprint('example')\n```\nand the answer:\n```python\n{GOOD}```",
     "```python\nreturn len(image_patch.find('road'))\n```",
     "len(image_patch.find('road'))",

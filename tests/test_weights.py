@@ -1,7 +1,6 @@
 """The weights registry: resolution order, offline errors, and the download path."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
