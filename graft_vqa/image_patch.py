@@ -1,0 +1,375 @@
+"""``ImagePatch``: the API generated programs use, over a tile and the ``find`` pipeline.
+
+Coordinates follow ViperGPT: ``left``/``right`` are pixel columns, ``lower``/``upper`` pixel rows
+counted **from the bottom** of the image (``lower < upper``), ends exclusive, always relative to the
+whole image. ``crop`` takes coordinates relative to the patch it is called on (as in ViperGPT).
+Only members marked with :func:`graft_vqa.api.api` are reachable from a program.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from shapely.geometry import mapping
+
+from graft_vqa.answer import Detection
+from graft_vqa.api import api
+from graft_vqa.config import FindConfig
+from graft_vqa.errors import AreaUnavailableError, GraftVQAError
+from graft_vqa.perception import geometry
+from graft_vqa.perception.components import Box, Instance, find_instances, mask_box
+from graft_vqa.perception.scorer import resize_maps
+
+log = logging.getLogger(__name__)
+
+SAM_MISSING = ("SAM refinement was asked for (refine='sam') but no SAM model is available: "
+               "instances are the thresholded components; put SAM weights in place to refine them")
+
+
+@dataclass
+class PatchContext:
+    """What every patch of one tile shares: models, settings, caches, warnings and detections."""
+
+    tile: Any  # graft_vqa.tile.Tile
+    scorer: Any  # score_maps(tile, queries) (and optionally score_image(tile, options))
+    refiner: Any = None  # SamRefiner, or None for no refinement
+    config: FindConfig = field(default_factory=FindConfig)  # find settings
+    warnings: list[str] = field(default_factory=list)  # said once each
+    _made: list[Any] = field(default_factory=list, repr=False)  # every found ImagePatch, in order
+    _maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # name -> (H, W) scores
+    _found: dict[tuple, list[Instance]] = field(default_factory=dict, repr=False)  # (box, name) -> instances
+    _question: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)  # this question's finds
+
+    def warn_once(self, message: str) -> None:
+        """Record ``message`` unless already recorded."""
+        if message not in self.warnings:
+            log.warning(message)
+            self.warnings.append(message)
+
+    def score_map(self, name: str) -> np.ndarray:
+        """(H, W) float32 scores of ``name`` on the tile, computed once per context."""
+        if name not in self._maps:
+            maps = np.asarray(self.scorer.score_maps(self.tile, [name]))
+            if maps.ndim != 3 or maps.shape[0] != 1:
+                raise GraftVQAError(f"the scorer returned shape {maps.shape} for one query; a scorer's "
+                                    "score_maps(tile, queries) must return (len(queries), h, w)")
+            self._maps[name] = resize_maps(maps, (self.tile.height, self.tile.width))[0]
+        return self._maps[name]
+
+    def instances(self, box: Box, name: str) -> list[Instance]:
+        """``find``'s instances of ``name`` inside ``box``, computed once per (box, name)."""
+        key = (box, name)
+        if key not in self._found:
+            if self.config.refine == "sam" and self.refiner is None:
+                self.warn_once(SAM_MISSING)
+            region = np.zeros((self.tile.height, self.tile.width), dtype=bool)
+            left, top, right, bottom = box
+            region[top:bottom, left:right] = True
+            self._found[key] = find_instances(self.tile, self.score_map(name), self.config,
+                                              refiner=self.refiner, region=region)
+        return self._found[key]
+
+    def record(self, key: tuple, patches: list[Any]) -> None:
+        """Remember the patches of one ``find`` (once per question and per (box, name)); they become
+        :class:`Detection` objects only when asked for (polygons cost time)."""
+        if key not in self._question:
+            self._question[key] = patches
+            self._made.extend(patches)
+
+    @property
+    def detections(self) -> list[Detection]:
+        """Every detection made in this context, in order."""
+        return [p.detection() for p in self._made]
+
+    def begin_question(self) -> None:
+        """Start a new question: ``question_detections`` restarts empty (caches are kept)."""
+        self._question = {}
+
+    def question_detections(self) -> list[Detection]:
+        """The detections of the ``find`` calls made since ``begin_question``."""
+        return [p.detection() for patches in self._question.values() for p in patches]
+
+
+class ImagePatch:
+    """A region of a tile: the whole image, a crop, or an instance found by ``find``."""
+
+    def __init__(self, tile: Any, mask: np.ndarray | None = None, box: Box | None = None, *,
+                 context: PatchContext, name: str | None = None, score: float | None = None,
+                 refined: bool = False) -> None:
+        self.tile = tile
+        self.context = context
+        self.mask = None if mask is None else np.asarray(mask, dtype=bool)  # (H, W) on the whole tile
+        if box is None:
+            box = (0, 0, tile.width, tile.height) if self.mask is None else mask_box(self.mask)
+        self.box: Box = tuple(int(v) for v in box)  # (left, top, right, bottom), rows from the top
+        self.name = name  # the query that found this patch (None for the image and crops)
+        self.score = score  # best score inside the instance (None for the image and crops)
+        self.refined = refined  # True when SAM refined the mask
+
+    def __repr__(self) -> str:
+        return (f"ImagePatch(name={self.name!r}, left={self.left}, lower={self.lower}, "
+                f"right={self.right}, upper={self.upper})")
+
+    # --- finding --------------------------------------------------------------------------
+    @api
+    def find(self, name: str) -> list["ImagePatch"]:
+        """All instances of `name` inside this patch, best score first, each with its own mask.
+
+        Example: `buildings = image_patch.find("building")`
+        """
+        insts = self.context.instances(self.box, str(name))
+        found = [ImagePatch(self.tile, i.mask, i.box, context=self.context, name=str(name),
+                            score=i.score, refined=i.refined) for i in insts]
+        self.context.record((self.box, str(name)), found)
+        return found
+
+    @api
+    def exists(self, name: str) -> bool:
+        """True when at least one `name` is found in this patch.
+
+        Example: `image_patch.exists("water")`
+        """
+        return len(self.find(name)) > 0
+
+    @api
+    def count(self, name: str) -> int:
+        """Number of `name` instances found in this patch.
+
+        Example: `image_patch.count("building")`
+        """
+        return len(self.find(name))
+
+    @api
+    def coverage_m2(self, name: str) -> float:
+        """Ground area in m² covered by all `name` instances in this patch (overlaps counted once).
+
+        Example: `image_patch.coverage_m2("parking lot")`
+        """
+        union = np.zeros((self.tile.height, self.tile.width), dtype=bool)
+        for patch in self.find(name):
+            union |= patch._region_mask()
+        return float(self.tile.area_m2(union))
+
+    @api
+    def best_text_match(self, options: list[str]) -> str:
+        """The option that best describes this patch as a whole (image-level GRAFT).
+
+        Example: `image_patch.best_text_match(["rural", "urban"])`
+        """
+        options = [str(o) for o in options]
+        if not options:
+            raise GraftVQAError("best_text_match needs at least one option, e.g. ['rural', 'urban']")
+        scorer, tile = self.context.scorer, self.tile
+        if hasattr(scorer, "score_image"):
+            if self.box != (0, 0, tile.width, tile.height):
+                left, top, right, bottom = self.box
+                tile = tile.crop_window(left, top, right - left, bottom - top)
+            scores = np.asarray(scorer.score_image(tile, options), dtype=np.float64)
+        else:  # pixel-level fallback: mean score over the patch
+            region = self._region_mask()
+            scores = np.array([self.context.score_map(o)[region].mean() for o in options])
+        return options[int(np.argmax(scores))]
+
+    @api
+    def verify_property(self, name: str, property: str) -> bool:
+        """True when "{property} {name}" scores above the find threshold on average over this patch.
+
+        Example: `car.verify_property("car", "red")`
+        """
+        scores = self.context.score_map(f"{property} {name}")[self._region_mask()]
+        return bool(scores.size and scores.mean() >= self.context.config.threshold)
+
+    @api
+    def crop(self, left: int, lower: int, right: int, upper: int) -> "ImagePatch":
+        """The rectangle of this patch between columns left..right and rows lower..upper, counted
+        from this patch's bottom-left corner (rows upwards).
+
+        Example: `left_half = image_patch.crop(0, 0, image_patch.width // 2, image_patch.height)`
+        """
+        x0, x1 = sorted((int(left), int(right)))
+        y0, y1 = sorted((int(lower), int(upper)))
+        abs_left = min(max(self.left + x0, self.left), self.right)
+        abs_right = min(max(self.left + x1, abs_left), self.right)
+        abs_lower = min(max(self.lower + y0, self.lower), self.upper)
+        abs_upper = min(max(self.lower + y1, abs_lower), self.upper)
+        h = self.tile.height
+        return ImagePatch(self.tile, None, (abs_left, h - abs_upper, abs_right, h - abs_lower),
+                          context=self.context)
+
+    # --- box coordinates (ViperGPT convention) ---------------------------------------------
+    @property
+    @api
+    def left(self) -> int:
+        """Leftmost pixel column of the patch."""
+        return self.box[0]
+
+    @property
+    @api
+    def lower(self) -> int:
+        """Bottom edge of the patch, in pixel rows counted from the bottom of the image."""
+        return self.tile.height - self.box[3]
+
+    @property
+    @api
+    def right(self) -> int:
+        """Right edge of the patch (exclusive pixel column)."""
+        return self.box[2]
+
+    @property
+    @api
+    def upper(self) -> int:
+        """Top edge of the patch, in pixel rows counted from the bottom of the image (exclusive)."""
+        return self.tile.height - self.box[1]
+
+    @property
+    @api
+    def width(self) -> int:
+        """Width of the patch's box in pixels."""
+        return self.right - self.left
+
+    @property
+    @api
+    def height(self) -> int:
+        """Height of the patch's box in pixels."""
+        return self.upper - self.lower
+
+    @property
+    @api
+    def horizontal_center(self) -> float:
+        """Column of the box centre."""
+        return (self.left + self.right) / 2
+
+    @property
+    @api
+    def vertical_center(self) -> float:
+        """Row of the box centre, counted from the bottom of the image."""
+        return (self.lower + self.upper) / 2
+
+    # --- areas and attributes ----------------------------------------------------------------
+    @property
+    @api
+    def area_m2(self) -> float:
+        """Ground area of the patch in m² (its mask, or its whole box for crops and the image).
+
+        Example: `sum(b.area_m2 for b in image_patch.find("building"))`
+        """
+        return float(self.tile.area_m2(self._region_mask()))
+
+    @property
+    @api
+    def size(self) -> str:
+        """"small" (< 500 m²), "medium" (< 10,000 m²) or "large"; without georeferencing: under 1 %,
+        under 10 % of the tile, or more.
+
+        Example: `[p for p in image_patch.find("pond") if p.size == "large"]`
+        """
+        area = self.area_m2 if self.tile.has_area else None
+        fraction = self._region_mask().sum() / float(self.tile.height * self.tile.width)
+        return geometry.size_label(area, fraction)
+
+    @property
+    @api
+    def shape(self) -> str:
+        """"square", "rectangular", "circular" or "irregular", from the mask's geometry.
+
+        Example: `image_patch.find("pool")[0].shape == "circular"`
+        """
+        return geometry.shape_label(self._region_mask())
+
+    # --- relations -------------------------------------------------------------------------
+    @api
+    def is_left_of(self, other: "ImagePatch") -> bool:
+        """True when this patch's centre is left of `other`'s."""
+        return self.horizontal_center < other.horizontal_center
+
+    @api
+    def is_right_of(self, other: "ImagePatch") -> bool:
+        """True when this patch's centre is right of `other`'s."""
+        return self.horizontal_center > other.horizontal_center
+
+    @api
+    def is_above(self, other: "ImagePatch") -> bool:
+        """True when this patch's centre is above (north of, in image terms) `other`'s."""
+        return self.vertical_center > other.vertical_center
+
+    @api
+    def is_below(self, other: "ImagePatch") -> bool:
+        """True when this patch's centre is below `other`'s."""
+        return self.vertical_center < other.vertical_center
+
+    @api
+    def distance_m(self, other: "ImagePatch") -> float:
+        """Shortest ground distance in metres between the two outlines (0 when they touch).
+
+        Example: `house.distance_m(road) < 50`
+        """
+        a, b = self._metric_polygon(), other._metric_polygon()
+        if a is None or b is None:
+            raise AreaUnavailableError("distances in metres need a georeferenced tile or gsd_m; "
+                                       "pass gsd_m when loading this image")
+        return float(a.distance(b))
+
+    @api
+    def is_next_to(self, other: "ImagePatch", max_gap_m: float | None = None) -> bool:
+        """True when the outlines are at most `max_gap_m` metres apart (default: 2 pixels' width).
+
+        Example: `any(b.is_next_to(r) for b in buildings for r in roads)`
+        """
+        if max_gap_m is None:
+            if self._metric_polygon() is None:  # no scale at all: 2 pixels
+                return float(self.polygon_px.distance(other.polygon_px)) <= 2.0
+            max_gap_m = 2.0 * float(self.tile.gsd_m)
+        return self.distance_m(other) <= float(max_gap_m) * (1 + 1e-9) + 1e-9  # float slack
+
+    # --- geometry and export -----------------------------------------------------------------
+    @property
+    def polygon_px(self) -> Any:
+        """Outline in pixel coordinates (col, row) from the top-left corner (shapely)."""
+        if self.mask is None:
+            return geometry.box_polygon(self.box)
+        return geometry.mask_polygon(self.mask)
+
+    @property
+    def polygon(self) -> Any:
+        """Outline in the tile's CRS via its transform (pixel coordinates when not georeferenced)."""
+        if self.mask is None:
+            return geometry.box_polygon(self.box, self.tile.transform)
+        return geometry.mask_polygon(self.mask, self.tile.transform)
+
+    def _metric_polygon(self) -> Any:
+        return geometry.metric_geometry(self.polygon_px, self.tile)
+
+    def _region_mask(self) -> np.ndarray:
+        if self.mask is not None:
+            return self.mask
+        region = np.zeros((self.tile.height, self.tile.width), dtype=bool)
+        left, top, right, bottom = self.box
+        region[top:bottom, left:right] = True
+        return region
+
+    @api
+    def to_geojson(self) -> dict:
+        """This patch as a GeoJSON Feature (map coordinates of the tile's CRS when georeferenced)."""
+        props = {"name": self.name, "score": self.score, "refined": self.refined,
+                 "area_m2": self.area_m2 if self.tile.has_area else None}
+        if self.tile.crs is None:
+            props["pixel_coordinates"] = True
+        return {"type": "Feature", "geometry": mapping(self.polygon), "properties": props}
+
+    def detection(self) -> Detection:
+        """This patch as an :class:`~graft_vqa.answer.Detection` for ``Answer.detections``."""
+        px = self.polygon_px
+        rings = [list(p.exterior.coords) for p in getattr(px, "geoms", [px]) if not p.is_empty]
+        geo = mapping(self.polygon) if self.tile.crs is not None else None
+        return Detection(name=self.name or "", score=float(self.score or 0.0), box=self.box,
+                         area_m2=self.area_m2 if self.tile.has_area else None,
+                         polygon_px=[[(float(x), float(y)) for x, y in r] for r in rings],
+                         geometry=geo, refined=self.refined)
+
+
+
+
+
+

@@ -1,0 +1,7 @@
+"""Perception for ``find``: scorers (text → score maps), components, SAM refinement, geometry."""
+from graft_vqa.perception.components import Instance, components, find_instances, merge_duplicates
+from graft_vqa.perception.scorer import GraftScorer, ImageScorer, Scorer, resize_maps
+from graft_vqa.perception.sam import SamRefiner, build_sam
+
+__all__ = ["GraftScorer", "ImageScorer", "Instance", "SamRefiner", "Scorer", "build_sam", "components",
+           "find_instances", "merge_duplicates", "resize_maps"]

@@ -1,0 +1,124 @@
+"""Masks → polygons, metric geometry, and the size and shape attributes of ``ImagePatch``.
+
+Documented thresholds (module constants, so callers and the API spec can quote them):
+
+- size: area in m² below ``SIZE_SMALL_MAX_M2`` is ``"small"``, below ``SIZE_MEDIUM_MAX_M2``
+  ``"medium"``, else ``"large"``. Without georeferencing, the fraction of the tile's area is used
+  instead: below ``SIZE_SMALL_MAX_FRACTION`` small, below ``SIZE_MEDIUM_MAX_FRACTION`` medium.
+- shape, from the pixel-edge polygon of the mask: ``fill`` = area / area of the minimum rotated
+  rectangle, ``aspect`` = long side / short side of that rectangle, ``circularity`` = 4πA / P²
+  with the perimeter P measured by scikit-image's ``regionprops`` (which smooths the pixel
+  staircase). ``fill >= SHAPE_RECT_FILL`` → ``"square"`` when ``aspect <= SHAPE_SQUARE_ASPECT``
+  else ``"rectangular"``; otherwise ``circularity >= SHAPE_CIRCLE_CIRCULARITY`` and
+  ``aspect <= SHAPE_CIRCLE_ASPECT`` → ``"circular"``; anything else ``"irregular"``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely import affinity
+from affine import Affine
+from rasterio import features
+from shapely.geometry import MultiPolygon, Polygon, box as shapely_box, shape as shapely_shape
+from skimage.measure import regionprops
+
+SIZE_SMALL_MAX_M2 = 500.0  # below: "small" (a house, a small pond)
+SIZE_MEDIUM_MAX_M2 = 10_000.0  # below: "medium" (up to one hectare); above: "large"
+SIZE_SMALL_MAX_FRACTION = 0.01  # without georeferencing: below 1 % of the tile is "small"
+SIZE_MEDIUM_MAX_FRACTION = 0.10  # below 10 % of the tile is "medium"
+SHAPE_RECT_FILL = 0.90  # fills at least 90 % of its minimum rotated rectangle: a rectangle
+SHAPE_SQUARE_ASPECT = 1.25  # a rectangle whose long side is at most 1.25x the short one: a square
+SHAPE_CIRCLE_CIRCULARITY = 0.85  # 4πA/P² of a disc is 1, of a square π/4 ≈ 0.785
+SHAPE_CIRCLE_ASPECT = 1.25  # a circle's minimum rotated rectangle is a square
+
+
+def mask_polygon(mask: np.ndarray, transform: Affine = Affine.identity()) -> Polygon | MultiPolygon:
+    """Exact pixel-edge outline of a boolean mask (holes kept) under ``transform``."""
+    mask = np.asarray(mask, dtype=bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return Polygon()
+    top, left = int(rows[0]), int(cols[0])
+    m = np.ascontiguousarray(mask[top:rows[-1] + 1, left:cols[-1] + 1], dtype=np.uint8)
+    shifted = transform @ Affine.translation(left, top)  # only the mask's box is traced
+    parts = [shapely_shape(geom) for geom, value in features.shapes(m, mask=m.astype(bool),
+                                                                     transform=shifted) if value]
+    if not parts:
+        return Polygon()
+    return shapely.union_all(parts)
+
+
+def box_polygon(box: tuple[int, int, int, int], transform: Affine = Affine.identity()) -> Polygon:
+    """The rectangle (left, top, right, bottom) in pixels, under ``transform``."""
+    left, top, right, bottom = box
+    corners = [transform @ (c, r) for c, r in ((left, top), (right, top), (right, bottom), (left, bottom))]
+    return Polygon(corners)
+
+
+def _metre_factor(crs: Any) -> float:
+    try:
+        return float(crs.linear_units_factor[1])
+    except Exception:  # noqa: BLE001 - a CRS without linear units: assume metres
+        return 1.0
+
+
+def metric_geometry(geom_px: Any, tile: Any) -> Any | None:
+    """The pixel-coordinate geometry in metres: the projected CRS (scaled to metres), a local
+    azimuthal equidistant projection for geographic CRSs, or pixels × ``gsd_m``; None without scale."""
+    if getattr(tile, "georeferenced", False) and tile.crs is not None:
+        tr = tile.transform
+        in_crs = affinity.affine_transform(geom_px, [tr.a, tr.b, tr.d, tr.e, tr.c, tr.f])
+        if not tile.is_geographic:
+            k = _metre_factor(tile.crs)
+            return affinity.scale(in_crs, k, k, origin=(0, 0)) if k != 1.0 else in_crs
+        from pyproj import CRS, Transformer
+
+        lon, lat = tile.pixel_to_map(tile.width / 2, tile.height / 2)
+        local = CRS.from_proj4(f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
+        to_local = Transformer.from_crs(CRS.from_user_input(tile.crs.to_wkt()), local, always_xy=True)
+        return shapely.transform(in_crs, to_local.transform, interleaved=False)
+    if getattr(tile, "gsd_m", None):
+        g = float(tile.gsd_m)
+        return affinity.scale(geom_px, g, g, origin=(0, 0))
+    return None
+
+
+def size_label(area_m2: float | None, fraction: float) -> str:
+    """"small" / "medium" / "large" from the area in m² (or the tile fraction when area is None)."""
+    if area_m2 is not None:
+        return "small" if area_m2 < SIZE_SMALL_MAX_M2 else "medium" if area_m2 < SIZE_MEDIUM_MAX_M2 else "large"
+    return ("small" if fraction < SIZE_SMALL_MAX_FRACTION
+            else "medium" if fraction < SIZE_MEDIUM_MAX_FRACTION else "large")
+
+
+def shape_measures(mask: np.ndarray) -> dict[str, float]:
+    """``fill``, ``aspect`` and ``circularity`` of a mask (see the module docstring)."""
+    m = np.asarray(mask, dtype=bool)
+    area = float(m.sum())
+    if area == 0:
+        return {"fill": 0.0, "aspect": 1.0, "circularity": 0.0}
+    rect = mask_polygon(m).minimum_rotated_rectangle
+    xs, ys = rect.exterior.coords.xy if isinstance(rect, Polygon) else ([0, 1, 1], [0, 0, 1])
+    sides = sorted(math.dist((xs[i], ys[i]), (xs[i + 1], ys[i + 1])) for i in range(2))
+    short, long_ = max(sides[0], 1.0), max(sides[1], 1.0)
+    perimeter = sum(p.perimeter for p in regionprops(m.astype(np.uint8))) or 1.0
+    return {"fill": area / max(rect.area, 1.0), "aspect": long_ / short,
+            "circularity": float(4 * math.pi * area / perimeter ** 2)}
+
+
+def shape_label(mask: np.ndarray) -> str:
+    """"square" / "rectangular" / "circular" / "irregular" (thresholds in the module docstring)."""
+    s = shape_measures(mask)
+    if s["fill"] >= SHAPE_RECT_FILL:
+        return "square" if s["aspect"] <= SHAPE_SQUARE_ASPECT else "rectangular"
+    if s["circularity"] >= SHAPE_CIRCLE_CIRCULARITY and s["aspect"] <= SHAPE_CIRCLE_ASPECT:
+        return "circular"
+    return "irregular"
+
+
+def whole_box(height: int, width: int) -> Polygon:
+    """The whole tile as a pixel rectangle."""
+    return shapely_box(0, 0, width, height)

@@ -1,0 +1,119 @@
+"""Scorers: text queries → per-pixel score maps on a tile.
+
+A scorer is any object with ``score_maps(tile, queries) -> np.ndarray (len(queries), h, w)``,
+higher meaning more likely. Scorers that can also score the whole image against a list of texts
+(``best_text_match``) offer ``score_image(tile, options) -> np.ndarray (len(options),)``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Pixel-level scoring: one map per query; ``find`` resizes maps to the tile when needed."""
+
+    def score_maps(self, tile: Any, queries: list[str]) -> np.ndarray:  # pragma: no cover - protocol
+        ...
+
+
+@runtime_checkable
+class ImageScorer(Protocol):
+    """Image-level scoring: one score per option for the whole tile."""
+
+    def score_image(self, tile: Any, options: list[str]) -> np.ndarray:  # pragma: no cover - protocol
+        ...
+
+
+def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (Q, gh, gw) maps to (Q, h, w), float32 (no copy when already that size)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.shape[1:] == tuple(size):
+        return maps
+    t = torch.from_numpy(np.ascontiguousarray(maps))[None]
+    out = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
+    return out[0].numpy()
+
+
+class GraftScorer:
+    """The default scorer: GRAFT pixel-level features against CLIP text embeddings (cosines).
+
+    The tile's patch-feature grid (one 512-d feature per 16-px patch, sliding 224-px windows for
+    large tiles) is computed once per ``tile.key`` and kept for ``cache_size`` tiles; text
+    embeddings are cached per (query, template).
+    """
+
+    def __init__(self, model: torch.nn.Module, text_encoder: Any, template: str = "raw",
+                 *, overlap: int = 32, batch_size: int = 8, cache_size: int = 4) -> None:
+        self.model = model.eval()
+        self.text_encoder = text_encoder
+        self.template = template  # prompt template name passed to the text encoder
+        self.overlap = overlap  # sliding-window overlap in pixels
+        self.batch_size = batch_size  # windows per forward pass
+        self.cache_size = cache_size  # tiles whose feature grid is kept
+        self._grids: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._images: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._texts: dict[str, torch.Tensor] = {}
+        self.grid_calls = 0  # number of patch-grid computations (for tests and benchmarks)
+
+    def _remember(self, cache: OrderedDict, key: str, value: torch.Tensor) -> None:
+        cache[key] = value
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
+    def patch_grid(self, tile: Any) -> torch.Tensor:
+        """(gh, gw, 512) L2-normalised features of the tile, cached by ``tile.key``."""
+        key = tile.key
+        if key in self._grids:
+            self._grids.move_to_end(key)
+            return self._grids[key]
+        from graft_models.sliding import patch_grid
+
+        with torch.no_grad():
+            grid = patch_grid(self.model, tile.rgb(), window=224, overlap=self.overlap,
+                              batch_size=self.batch_size)
+        self.grid_calls += 1
+        grid_t = torch.as_tensor(np.asarray(grid, dtype=np.float32))
+        self._remember(self._grids, key, grid_t)
+        return grid_t
+
+    def text_embeddings(self, texts: list[str]) -> torch.Tensor:
+        """(N, 512) normalised text embeddings, computed once per text."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
+        if missing:
+            with torch.no_grad():
+                emb = self.text_encoder.encode(missing, template=self.template)
+            for text, row in zip(missing, torch.as_tensor(emb).float().cpu()):
+                self._texts[text] = row
+        return torch.stack([self._texts[t] for t in texts])
+
+    def score_maps(self, tile: Any, queries: list[str]) -> np.ndarray:
+        """(Q, h, w) float32 cosine scores, bilinearly resized from the patch grid to the tile."""
+        if not queries:
+            return np.zeros((0, tile.height, tile.width), dtype=np.float32)
+        grid = self.patch_grid(tile)
+        text = self.text_embeddings(list(queries))
+        maps = torch.einsum("hwc,qc->qhw", grid, text).numpy()
+        return resize_maps(maps, (tile.height, tile.width))
+
+    def score_image(self, tile: Any, options: list[str]) -> np.ndarray:
+        """(len(options),) cosines between the image-level GRAFT embedding and each option."""
+        key = tile.key
+        if key not in self._images:
+            from graft_models.preprocess import to_tensor
+
+            device = next(self.model.parameters()).device
+            with torch.no_grad():
+                emb = self.model.encode_image(to_tensor(np.array(tile.rgb()), size=224).to(device))
+            self._remember(self._images, key, emb[0].float().cpu())
+        return (self.text_embeddings(list(options)) @ self._images[key]).numpy().astype(np.float32)

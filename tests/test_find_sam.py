@@ -1,0 +1,109 @@
+"""SAM refinement: the batched path with a random vit_b from the registry, and the mask choice."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from graft_vqa.config import FindConfig
+from graft_vqa.errors import WeightsNotFoundError
+from graft_vqa.image_patch import ImagePatch, PatchContext
+from graft_vqa.perception.components import Instance, mask_box, merge_duplicates
+from graft_vqa.perception.sam import SamMasks, SamRefiner, build_sam
+from graft_vqa.segment import segment_tile
+from graft_vqa.tile import load_tile
+
+
+class Rects:
+    """Synthetic scorer: 1.0 inside the given rectangles (top, bottom, left, right)."""
+
+    def __init__(self, rects: dict[str, list[tuple[int, int, int, int]]]) -> None:
+        self.rects = rects
+
+    def score_maps(self, tile, queries):
+        out = np.zeros((len(queries), tile.height, tile.width), dtype=np.float32)
+        for i, q in enumerate(queries):
+            for t, b, l, r in self.rects.get(q, []):
+                out[i, t:b, l:r] = 1.0
+        return out
+
+
+@pytest.mark.slow
+def test_random_vit_b_batched_refinement(shared_data):
+    torch.manual_seed(0)
+    refiner = SamRefiner(build_sam("vit_b", checkpoint=None))
+    batches: list[tuple[int, int]] = []  # (prompts, masks per prompt) of each decoder call
+    refiner.sam.mask_decoder.register_forward_hook(
+        lambda mod, args, out: batches.append(tuple(out[0].shape[:2])))
+    tile = load_tile(shared_data / "tiles" / "rgbn_5m_utm18n.tif")
+    scorer = Rects({"tank": [(10, 30, 10, 30), (100, 120, 200, 240), (300, 340, 400, 450)],
+                    "field": [(200, 260, 50, 120)]})
+    ctx = PatchContext(tile=tile, scorer=scorer, refiner=refiner,
+                       config=FindConfig(threshold=0.5, refine="sam", merge_iou=0.7))
+    root = ImagePatch(tile, context=ctx)
+    tanks = root.find("tank")
+    assert batches == [(3, 3)]  # one decoder call for the three components, multimask output
+    assert 1 <= len(tanks) <= 3 and not ctx.warnings
+    for patch in tanks:
+        assert patch.mask.shape == (tile.height, tile.width) and patch.mask.any()
+        assert patch.box == mask_box(patch.mask)
+    assert root.count("field") == 1
+    assert refiner.encoder_calls == 1  # the image embedding is computed once per tile
+    assert batches == [(3, 3), (1, 3)]
+    # the paper's zero-shot recipe on the same tile reuses the cached embedding
+    res = segment_tile(tile, ctx.score_map("field"), refiner=refiner, method="sam-point")
+    assert res.point == (56, 200) and res.mask.shape == (tile.height, tile.width)
+    assert refiner.encoder_calls == 1 and batches[-1] == (1, 3)
+
+
+class FakeRefiner(SamRefiner):
+    """SamRefiner with the decoder replaced by fixed masks (tests the mask choice only)."""
+
+    def __init__(self, masks: np.ndarray, ious: np.ndarray) -> None:  # noqa: D107 - no SAM needed
+        self._out = SamMasks(masks, ious)
+
+    def predict(self, tile, points, boxes=None, multimask=True):
+        assert points.shape == (len(self._out.masks), 2)
+        return self._out
+
+
+def _inst(mask: np.ndarray, score: float) -> Instance:
+    rows, cols = np.nonzero(mask)
+    return Instance(mask=mask, box=mask_box(mask), best_pixel=(int(rows[0]), int(cols[0])), score=score)
+
+
+def test_mask_choice_tie_break_and_fallback():
+    h = w = 20
+    comp = np.zeros((h, w), bool)
+    comp[5:10, 5:10] = True
+    exact, bigger, far = (np.zeros((h, w), bool) for _ in range(3))
+    exact[5:10, 5:10] = True
+    bigger[4:11, 4:11] = True
+    far[15:18, 15:18] = True
+    masks = np.stack([np.stack([bigger, exact, far]),       # best IoU wins (exact)
+                      np.stack([exact, exact.copy(), far]),  # tie on IoU: higher predicted IoU (2nd)
+                      np.stack([far, far, far])])            # nothing overlaps: keep the component
+    ious = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1], [0.9, 0.9, 0.9]], dtype=np.float32)
+    out = FakeRefiner(masks, ious).refine(None, [_inst(comp, 0.9), _inst(comp, 0.8), _inst(comp, 0.7)])
+    assert out[0].refined and np.array_equal(out[0].mask, exact) and out[0].sam_iou == pytest.approx(0.1)
+    assert out[1].refined and out[1].sam_iou == pytest.approx(0.8)
+    assert not out[2].refined and np.array_equal(out[2].mask, comp)
+
+
+def test_merge_duplicates_by_iou():
+    a = np.zeros((10, 10), bool)
+    a[0:5, 0:5] = True
+    b = np.zeros((10, 10), bool)
+    b[0:5, 0:6] = True  # IoU 25/30 = 0.83 with a
+    c = np.zeros((10, 10), bool)
+    c[6:9, 6:9] = True
+    merged = merge_duplicates([_inst(a, 0.5), _inst(b, 0.9), _inst(c, 0.1)], merge_iou=0.7)
+    assert len(merged) == 2 and merged[0].score == 0.9 and merged[0].mask.sum() == 30
+    assert len(merge_duplicates([_inst(a, 0.5), _inst(b, 0.9)], merge_iou=0.9)) == 2
+
+
+def test_build_sam_errors(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        build_sam("vit_b", checkpoint=str(tmp_path / "missing.pth"))
+    with pytest.raises(Exception, match="vit_b, vit_l, vit_h"):
+        build_sam("vit_x")
