@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Answer", "Detection", "Engine", "EngineConfig", "FindConfig", "ask", "segment", "load_tile",
+__all__ = ["Answer", "Detection", "Engine", "EngineConfig", "FindConfig", "ask", "segment", "evaluate_miou", "load_tile",
            "__version__"]
 
 _LAZY = {
     "Answer": "graft_vqa.answer", "Detection": "graft_vqa.answer", "Engine": "graft_vqa.engine",
     "ask": "graft_vqa.engine", "EngineConfig": "graft_vqa.config", "FindConfig": "graft_vqa.config",
-    "segment": "graft_vqa.segment", "load_tile": "graft_vqa.tile", "ImagePatch": "graft_vqa.image_patch",
+    "segment": "graft_vqa.segmentation", "evaluate_miou": "graft_vqa.segmentation", "load_tile": "graft_vqa.tile", "ImagePatch": "graft_vqa.image_patch",
 }
 
 if TYPE_CHECKING:  # pragma: no cover

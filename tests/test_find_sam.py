@@ -10,7 +10,7 @@ from graft_vqa.errors import WeightsNotFoundError
 from graft_vqa.image_patch import ImagePatch, PatchContext
 from graft_vqa.perception.components import Instance, mask_box, merge_duplicates
 from graft_vqa.perception.sam import SamMasks, SamRefiner, build_sam
-from graft_vqa.segment import segment_tile
+from graft_vqa.segmentation import segment_tile
 from graft_vqa.tile import load_tile
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from graft_vqa.config import FindConfig
 from graft_vqa.errors import DatasetNotFoundError, GraftVQAError
 from graft_vqa.perception.sam import SamMasks
-from graft_vqa.segment import evaluate_miou, segment
+from graft_vqa.segmentation import evaluate_miou, segment
 
 
 class RectScorer:
@@ -102,3 +102,11 @@ def test_evaluate_miou(tmp_path):
     assert res.per_class["roof"] == pytest.approx(100 / 200)
     assert res.per_class["background"] == 0.0
     assert res.miou == pytest.approx((0.5 + 0.5 + 0.0) / 3)
+
+
+def test_package_level_segment_is_the_function():
+    import graft_vqa
+    import graft_vqa.segmentation  # noqa: F401 - importing the module must not shadow the function
+
+    assert callable(graft_vqa.segment) and graft_vqa.segment is graft_vqa.segmentation.segment
+    assert graft_vqa.evaluate_miou is graft_vqa.segmentation.evaluate_miou
