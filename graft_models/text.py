@@ -76,8 +76,8 @@ class TextEncoder:
 
     @torch.inference_mode()
     def _embed_prompts(self, prompts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(prompts).to(self.device)
-        return F.normalize(self.tower(tokens).float(), dim=-1).cpu()
+        tokens = self.tokenizer(prompts).to(self.device)  # (N, context_length)
+        return F.normalize(encode_trimmed(self.tower, tokens).float(), dim=-1).cpu()
 
     def _embed(self, texts: list[str], template: str) -> torch.Tensor:
         """Fresh embeddings (N, D) for ``texts`` under ``template`` (no cache)."""
@@ -107,6 +107,26 @@ class TextEncoder:
     def cache_info(self) -> dict[str, int]:
         """Current and maximum cache sizes."""
         return {"size": len(self._cache), "max": self.cache_size}
+
+
+def encode_trimmed(tower: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """``tower(tokens)`` computed on the tokens up to the batch's last end-of-text token.
+
+    CLIP's text transformer is causal and pools at the end-of-text token (the largest id), so the
+    padding after it cannot change the result; skipping it saves most of the 77-token cost. Towers
+    that pool or mask otherwise run unchanged.
+    """
+    plain = (getattr(tower, "cls_emb", None) is None and getattr(tower, "pool_type", "argmax") == "argmax"
+             and not getattr(tower, "use_pad_mask", False) and getattr(tower, "attn_mask", None) is not None)
+    if not plain:
+        return tower(tokens)
+    eot = tokens.argmax(dim=-1)  # (N,) end-of-text positions
+    length = int(eot.max()) + 1
+    x = tower.token_embedding(tokens[:, :length]) + tower.positional_embedding[:length]  # (N, L, width)
+    x = tower.transformer(x, attn_mask=tower.attn_mask[:length, :length])
+    pooled = tower.ln_final(x)[torch.arange(x.shape[0], device=x.device), eot]  # (N, width)
+    projection = tower.text_projection
+    return projection(pooled) if isinstance(projection, nn.Linear) else pooled @ projection  # (N, embed_dim)
 
 
 def build_text_tower(config: TextConfig) -> nn.Module:

@@ -41,7 +41,7 @@ def test_ensemble_is_renormalised_mean_of_templates(encoder):
 
 def test_lru_cache_skips_the_tower_and_evicts(encoder):
     calls = []
-    encoder.tower.register_forward_hook(lambda *a: calls.append(1))
+    encoder.tower.transformer.register_forward_hook(lambda *a: calls.append(1))
     first = encoder.encode(["a", "b"])
     assert len(calls) == 1
     torch.testing.assert_close(encoder.encode(["b", "a"]), first.flip(0))
@@ -71,3 +71,14 @@ def test_no_silent_random_weights_and_wrong_files(tmp_path):
     torch.save(big, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         build_text_encoder("clip-tiny", checkpoint=tmp_path / "bad.pt")
+
+
+def test_trimmed_encoding_equals_the_full_77_token_forward(encoder):
+    from graft_models.text import encode_trimmed
+
+    tokens = encoder.tokenizer(["a", "a satellite image of a large parking lot next to a road"])
+    with torch.no_grad():
+        full = encoder.tower(tokens)
+        trimmed = encode_trimmed(encoder.tower, tokens)
+    assert tokens.argmax(dim=-1).max() < tokens.shape[1] - 10  # the trim really cuts something
+    torch.testing.assert_close(trimmed, full, atol=1e-5, rtol=1e-5)
