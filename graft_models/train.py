@@ -123,23 +123,33 @@ def compute_loss(cfg: TrainConfig, model: nn.Module, ground_encoder, batch: Pair
 
 
 @torch.no_grad()
+def embed_pairs(model: nn.Module, ground_encoder, ds: PairDataset, batch_size: int,
+                device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Satellite embeddings (S, D), ground embeddings (M, D) and each ground's satellite (M,) of ``ds``.
+
+    ``ground_encoder`` None: ``ds`` yields stored ground embeddings. The model runs in eval mode.
+    """
+    sats, grounds, owners = [], [], []
+    was = model.training
+    model.eval()
+    loader = DataLoader(ds, batch_size=batch_size, collate_fn=collate_pairs)
+    for b in tqdm(loader, desc="embed pairs", disable=len(loader) < 8):
+        b = b.to(device)
+        owners.append(b.owner + sum(len(s) for s in sats))
+        sats.append(model.encode_image(b.sat).float())
+        grounds.append((b.ground if ground_encoder is None else ground_encoder(b.ground)).float())
+    model.train(was)
+    return torch.cat(sats), torch.cat(grounds), torch.cat(owners)
+
+
+@torch.no_grad()
 def validate(cfg: TrainConfig, model: nn.Module, ground_encoder, embeddings, device) -> dict[str, float]:
     """Satellite->ground and ground->satellite retrieval recall@k on the validation split."""
     d = cfg.data
     recs = read_official(d.root, d.val_split)[: cfg.val_max]
     ds = PairDataset(d.root, recs, image_size=d.image_size, ground_size=d.ground_size,
                      embeddings=embeddings, max_ground=d.max_ground)
-    sats, grounds, owners = [], [], []
-    was = model.training
-    model.eval()
-    for i, b in enumerate(DataLoader(ds, batch_size=d.batch_size, collate_fn=collate_pairs)):
-        b = b.to(device)
-        sats.append(model.encode_image(b.sat).float())
-        g = b.ground if ground_encoder is None else ground_encoder(b.ground)
-        grounds.append(g.float())
-        owners.append(b.owner + i * d.batch_size)
-    model.train(was)
-    s, g, own = torch.cat(sats), torch.cat(grounds), torch.cat(owners)
+    s, g, own = embed_pairs(model, ground_encoder, ds, d.batch_size, device)
     sim = s @ g.T  # (S, M)
     out = {}
     for k in cfg.recall_k:
@@ -237,6 +247,10 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> Path:
         emb = GroundEmbeddings(cfg.data.embeddings) if cfg.data.embeddings else None
         genc = None if emb else build_ground_encoder(cfg.model.ground_encoder, cfg.model.clip_checkpoint,
                                                      allow_untrained=cfg.model.allow_untrained).to(info.device)
+        text = None
+        if cfg.zeroshot.folder:
+            from graft_models.evaluate import zeroshot_metrics, zeroshot_text_encoder
+            text = zeroshot_text_encoder(cfg, build=main)  # checks the set on every rank, builds on rank 0
         stop = cfg.stop_at or cfg.optim.steps
         accum = cfg.optim.grad_accum
         _, loader = make_loader(cfg, cfg.data.train_split, info, step * accum, stop * accum, emb)
@@ -277,6 +291,8 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> Path:
             if (cfg.val_every and step % cfg.val_every == 0) or step == stop:
                 if main and cfg.data.val_split:
                     metrics.write(step, validate(cfg, model, genc, emb, info.device))
+                if text is not None:
+                    metrics.write(step, zeroshot_metrics(model, text, cfg.zeroshot))
             if step % cfg.ckpt_every == 0 or step == stop:
                 if main:
                     save_checkpoint(out / "checkpoints" / f"step_{step:07d}.pt", cfg, model, opt, sched, step)

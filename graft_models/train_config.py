@@ -58,11 +58,22 @@ class OptimConfig:
 
 
 @dataclass
+class ZeroShotConfig:
+    folder: str | None = None  # folder-per-class image set (e.g. EuroSAT) classified at validation; None: off
+    template: str = "ensemble"  # prompt template name in graft_models.text.TEMPLATES
+    text_model: str = "clip-vitb16"  # text tower in graft_models.text.TEXT_MODELS (clip-tiny: tests)
+    text_checkpoint: str | None = None  # CLIP text weights; None: model.clip_checkpoint (random if untrained)
+    pad: str = "zeros"  # small chips: zero-pad to 224 (zeros) or upsample (resize)
+    batch_size: int = 32  # images per forward pass
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)  # pair data
     model: ModelConfig = field(default_factory=ModelConfig)  # encoders and initialisation
     loss: LossConfig = field(default_factory=LossConfig)  # loss options
     optim: OptimConfig = field(default_factory=OptimConfig)  # optimiser and schedule
+    zeroshot: ZeroShotConfig = field(default_factory=ZeroShotConfig)  # zero-shot classification check
     out_dir: str = "runs/graft"  # checkpoints, metrics.csv, TensorBoard logs, export
     seed: int = 0  # model init and data order
     device: str = "auto"  # auto | cuda | cpu
