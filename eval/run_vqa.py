@@ -24,6 +24,7 @@ from eval.metrics import GEOCHAT_SPLIT, GEOCHAT_TYPES  # noqa: E402
 from eval.report import RUN_META, build_report, merge_runs, write_report  # noqa: E402
 from eval.rsvqa import LAYOUTS, detect_layout, load_rsvqa  # noqa: E402
 from eval.runner import PREDICTIONS, Selection, parse_shard, read_predictions, run, select  # noqa: E402
+from graft_vqa.cli import add_engine_options, engine_config, make_planner  # noqa: E402
 from graft_vqa.errors import GraftVQAError  # noqa: E402
 
 log = logging.getLogger("eval.run_vqa")
@@ -46,15 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", help="I/N: run the images with img_id %% N == I")
     p.add_argument("--out", required=True, type=Path, help="output folder (predictions.jsonl, report.json/md)")
     p.add_argument("--resume", action="store_true", help="skip questions already in OUT/predictions.jsonl")
-    p.add_argument("--planner", choices=["rules", "openai"], default="rules", help="program planner")
-    p.add_argument("--graft-model", default="graft-vitb16", help="GRAFT architecture (graft-vitb16, graft-tiny)")
-    p.add_argument("--text-model", default=None,
-                   help="CLIP text tower (default: clip-tiny for graft-tiny, else clip-vitb16)")
-    p.add_argument("--graft-checkpoint", default=None, help="GRAFT checkpoint path")
-    p.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint path")
-    p.add_argument("--allow-untrained", action="store_true", help="random weights when none are found")
-    p.add_argument("--threshold", type=float, default=None, help="find() score threshold (cosine)")
-    p.add_argument("--refine", choices=["sam", "none"], default=None, help="SAM refinement of found components")
+    add_engine_options(p)
     p.add_argument("--answerer", default=None, metavar="MODULE:FACTORY",
                    help="evaluate another system: FACTORY(args) returns an object with ask(image, question)")
     p.add_argument("--no-fsync", action="store_true", help="flush but do not fsync each prediction line")
@@ -64,24 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_engine(args: argparse.Namespace) -> Any:
-    """A :class:`graft_vqa.Engine` configured from the command line."""
+    """A :class:`graft_vqa.Engine` configured from the command line (the same options as ``graft-vqa ask``)."""
     from graft_vqa import Engine
-    from graft_vqa.config import EngineConfig
 
-    text_model = args.text_model or ("clip-tiny" if args.graft_model == "graft-tiny" else "clip-vitb16")
-    cfg = EngineConfig(graft_model=args.graft_model, graft_checkpoint=args.graft_checkpoint, text_model=text_model,
-                       sam_checkpoint=args.sam_checkpoint, allow_untrained=args.allow_untrained)
-    if args.threshold is not None:
-        cfg.find.threshold = args.threshold
-    if args.refine is not None:
-        cfg.find.refine = args.refine
-    if args.planner == "rules":
-        from graft_vqa.planner import RulePlanner
-        planner = RulePlanner()
-    else:
-        from graft_vqa.planner import OpenAIPlanner
-        planner = OpenAIPlanner()
-    return Engine(planner=planner, config=cfg)
+    return Engine(planner=make_planner(args), config=engine_config(args))
 
 
 def default_loader(path: Path, gsd_m: float) -> Any:
@@ -102,8 +81,8 @@ def build_system(args: argparse.Namespace) -> tuple[Any, Callable[[Path, float],
 
 def system_meta(args: argparse.Namespace) -> dict[str, Any]:
     """What identifies the evaluated system (a resumed run must match it)."""
-    keys = ("planner", "graft_model", "text_model", "graft_checkpoint", "sam_checkpoint", "allow_untrained", "threshold",
-            "refine", "answerer")
+    keys = ("planner", "base_url", "model", "graft_model", "graft_weights", "graft_checkpoint", "clip_checkpoint",
+            "sam", "sam_checkpoint", "allow_untrained", "threshold", "refine", "gsd_m", "answerer")
     return {k: getattr(args, k) for k in keys}
 
 
