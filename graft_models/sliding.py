@@ -91,3 +91,20 @@ def patch_grid(model: torch.nn.Module, rgb_uint8: np.ndarray, window: int = 224,
     grid = F.normalize(total / counts, dim=-1)
     logger.debug("patch grid %dx%d from %d windows", gh, gw, len(boxes))
     return grid[: math.ceil(h / patch), : math.ceil(w / patch)].float().cpu().numpy()
+
+
+@torch.inference_mode()
+def native_grid(model: torch.nn.Module, rgb_uint8: np.ndarray) -> np.ndarray:
+    """The tile encoded in one pass at its own resolution: ``float32 (ceil(H/16), ceil(W/16), D)``.
+
+    The tile is edge-padded to multiples of the patch size only, and the model interpolates its
+    position embedding to the tile's grid (as GRAFT features of RSVQA-HR 512 px tiles are taken).
+    Cheaper than sliding windows for tiles up to a few hundred pixels; the cost grows with the
+    square of the number of patches, so large tiles should use :func:`patch_grid`.
+    """
+    rgb = check_rgb(rgb_uint8)
+    patch = model.config.patch_size
+    h, w = rgb.shape[:2]
+    padded = pad_to_grid(rgb, patch, patch)
+    feats = model.encode_patches(_to_batch([padded], next(model.parameters())))  # (1, gh, gw, D)
+    return feats[0, : math.ceil(h / patch), : math.ceil(w / patch)].float().cpu().numpy()

@@ -23,7 +23,7 @@ def tiny():
 def test_tiny_scorer_maps_cache_and_find(shared_data, tiny):
     model, text = tiny
     tile = load_tile(shared_data / "tiles" / "neon_osbs_029_10cm.tif")  # 400 x 400: 25 x 25 patches
-    scorer = GraftScorer(model, text)
+    scorer = GraftScorer(model, text, native_max=0)  # always sliding windows
     maps = scorer.score_maps(tile, ["tree", "road"])
     assert maps.shape == (2, 400, 400) and maps.dtype == np.float32 and np.isfinite(maps).all()
     grid = patch_grid(model, tile.rgb(), window=224, overlap=32)
@@ -50,8 +50,26 @@ def test_tiny_scorer_maps_cache_and_find(shared_data, tiny):
 def test_sliding_windows_on_a_non_square_tile(shared_data, tiny):
     model, text = tiny
     tile = load_tile(shared_data / "tiles" / "rgbn_5m_utm18n.tif")  # 515 x 403: several windows
-    maps = GraftScorer(model, text).score_maps(tile, ["field"])
+    maps = GraftScorer(model, text, native_max=0).score_maps(tile, ["field"])
     assert maps.shape == (1, 403, 515) and np.isfinite(maps).all()
+
+
+def test_mid_size_tiles_are_encoded_natively_in_one_pass(shared_data, tiny):
+    model, text = tiny
+    tile = load_tile(shared_data / "rsvqa_lr_sample" / "Images_LR" / "0.tif", gsd_m=10.0)  # 256 x 256
+    passes = []
+    hook = model.pixel_head.register_forward_hook(lambda module, inputs, out: passes.append(out.shape))
+    try:
+        grid = GraftScorer(model, text).patch_grid(tile)
+    finally:
+        hook.remove()
+    assert len(passes) == 1 and grid.shape == (16, 16, 512)  # one forward, 16 px patches
+    x = torch.from_numpy(np.array(tile.rgb())).permute(2, 0, 1)[None].float() / 255.0
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        direct = model.encode_patches((x - mean) / std)[0]
+    torch.testing.assert_close(grid, direct, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -48,16 +48,18 @@ def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class GraftScorer:
     """The default scorer: GRAFT pixel-level features against CLIP text embeddings (cosines).
 
-    The tile's patch-feature grid (one 512-d feature per 16-px patch, sliding 224-px windows for
-    large tiles) is computed once per ``tile.key`` and kept for ``cache_size`` tiles; text
-    embeddings are cached per (query, template).
+    The tile's patch-feature grid (one 512-d feature per 16-px patch) is computed once per
+    ``tile.key`` and kept for ``cache_size`` tiles: in one pass at the tile's own resolution when
+    both sides lie between 224 px and ``native_max`` (RSVQA's 256 and 512 px tiles), else from
+    overlapping 224-px windows. Text embeddings are cached per (query, template).
     """
 
     def __init__(self, model: torch.nn.Module, text_encoder: Any, template: str = "raw",
-                 *, overlap: int = 32, batch_size: int = 8, cache_size: int = 4) -> None:
+                 *, overlap: int = 32, batch_size: int = 8, cache_size: int = 4, native_max: int = 640) -> None:
         self.model = model.eval()
         self.text_encoder = text_encoder
         self.template = template  # prompt template name passed to the text encoder
+        self.native_max = native_max  # longest side encoded in one pass (0: always sliding windows)
         self.overlap = overlap  # sliding-window overlap in pixels
         self.batch_size = batch_size  # windows per forward pass
         self.cache_size = cache_size  # tiles whose feature grid is kept
@@ -77,11 +79,14 @@ class GraftScorer:
         if key in self._grids:
             self._grids.move_to_end(key)
             return self._grids[key]
-        from graft_models.sliding import patch_grid
+        from graft_models.sliding import native_grid, patch_grid
 
         with torch.no_grad():
-            grid = patch_grid(self.model, tile.rgb(), window=224, overlap=self.overlap,
-                              batch_size=self.batch_size)
+            if 224 <= min(tile.height, tile.width) and max(tile.height, tile.width) <= self.native_max:
+                grid = native_grid(self.model, tile.rgb())
+            else:
+                grid = patch_grid(self.model, tile.rgb(), window=224, overlap=self.overlap,
+                                  batch_size=self.batch_size)
         self.grid_calls += 1
         grid_t = torch.as_tensor(np.asarray(grid, dtype=np.float32))
         self._remember(self._grids, key, grid_t)
