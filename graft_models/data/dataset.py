@@ -17,10 +17,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from graft_models.data.official import SatRecord
+from graft_models.preprocess import normalize
 from graft_vqa.errors import DatasetNotFoundError
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class EmbeddingLookup(Protocol):
@@ -31,10 +29,7 @@ class EmbeddingLookup(Protocol):
 
 def normalise(rgb: np.ndarray) -> Tensor:
     """uint8 H x W x 3 -> CLIP-normalised float (3, H, W)."""
-    x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float() / 255.0
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return (x - mean) / std
+    return normalize(rgb)[0]
 
 
 def load_rgb(path: str | Path) -> Image.Image:
