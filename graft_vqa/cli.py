@@ -90,6 +90,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         if answer.error:
             print(f"could not answer ({answer.status}): {answer.error}", file=sys.stderr)
+        elif any("random weights" in w for w in answer.warnings):
+            print(f"{answer.answer}    [untrained weights: this answer is not meaningful]")
         else:
             print(answer.answer)
         if args.show_program and answer.program:
@@ -163,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in _PASSTHROUGH:
         return _PASSTHROUGH[argv[0]](argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    # Warnings reach the user through each answer's `warnings`; the log adds detail with -v.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

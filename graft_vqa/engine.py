@@ -7,6 +7,7 @@ LRU, so a second question on the same tile reuses everything.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -89,7 +90,10 @@ class Engine:
         tile = load_tile(image, gsd_m=self.config.gsd_m)
         root = self._roots.get(tile.key)
         if root is None:
-            context = PatchContext(tile=tile, scorer=self.scorer, refiner=self.refiner, config=self.config.find)
+            find = self.config.find
+            if find.refine == "sam" and self.refiner is None:  # the engine has said why already
+                find = dataclasses.replace(find, refine="none")
+            context = PatchContext(tile=tile, scorer=self.scorer, refiner=self.refiner, config=find)
             root = ImagePatch(tile, context=context)
             self._roots[tile.key] = root
             while len(self._roots) > _TILES_KEPT:
