@@ -78,3 +78,15 @@ def test_crop_window_and_areas_without_loading(huge_tif):
     expected = abs(Geod(ellps="WGS84").polygon_area_perimeter(lons, lats)[0])
     total = float(tile.pixel_area_map().sum() * SIDE)
     assert total == pytest.approx(expected, rel=1e-7)
+
+
+def test_asking_about_a_huge_tile_is_a_clear_failure_not_a_crash(huge_tif):
+    from graft_vqa import Engine, EngineConfig, FindConfig
+
+    from .synthetic import RectScorer
+
+    engine = Engine(scorer=RectScorer({}), config=EngineConfig(find=FindConfig(refine="none")))
+    answer = engine.ask(huge_tif, "How many buildings are there?")
+    assert answer.error and answer.answer != "0", answer
+    assert answer.status == "error"
+    assert "crop_window" in answer.error or "windows(" in answer.error
