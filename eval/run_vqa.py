@@ -29,6 +29,8 @@ from graft_vqa.errors import GraftVQAError  # noqa: E402
 
 log = logging.getLogger("eval.run_vqa")
 DATA_ROOT_ENV = "GRAFT_VQA_RSVQA_ROOT"
+# RSVQA-LR is Sentinel-2 at 10 m (GRAFT's Sentinel model); RSVQA-HR is USGS aerial at 15 cm (closest: NAIP).
+LAYOUT_WEIGHTS = {"lr": "graft-sentinel-patch", "hr": "graft-naip-patch"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         types = tuple(t.strip() for t in args.types.split(",") if t.strip())
     else:
         types = GEOCHAT_TYPES[layout] if args.protocol == "geochat" else LAYOUTS[layout].types
+    if args.graft_weights is None:  # GRAFT trained on the release's kind of imagery
+        args.graft_weights = LAYOUT_WEIGHTS[layout]
     data = load_rsvqa(args.data_root, split, layout)
     shard = parse_shard(args.shard)
     questions = select(data.questions, Selection(types=types, limit=args.limit, shard=shard))

@@ -30,9 +30,11 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models and weights")
     group.add_argument("--graft-model", default="graft-vitb16", choices=list(GRAFT_MODELS),
                        help="GRAFT architecture (default: %(default)s)")
-    group.add_argument("--graft-weights", default="graft-naip-patch",
+    group.add_argument("--graft-weights", default=None,
                        choices=[n for n, s in weights.WEIGHTS.items() if s.kind == "graft"],
-                       help="which GRAFT checkpoint to look for (default: %(default)s)")
+                       help="which GRAFT checkpoint to look for: the NAIP ones for aerial imagery around 1 m, "
+                            "the Sentinel ones for 10 m satellite tiles (default: graft-naip-patch; "
+                            "eval/run_vqa.py picks graft-sentinel-patch for RSVQA-LR)")
     group.add_argument("--graft-checkpoint", metavar="PATH", help="explicit GRAFT checkpoint file")
     group.add_argument("--clip-checkpoint", metavar="PATH", help="explicit CLIP ViT-B/16 weights file")
     group.add_argument("--sam", default="vit_b", choices=["vit_b", "vit_l", "vit_h"], help="SAM size")
@@ -58,7 +60,8 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     """An :class:`EngineConfig` from parsed :func:`add_engine_options` arguments."""
     text_model = "clip-tiny" if args.graft_model == "graft-tiny" else "clip-vitb16"
     return EngineConfig(
-        graft_model=args.graft_model, graft_weights=args.graft_weights, graft_checkpoint=args.graft_checkpoint,
+        graft_model=args.graft_model, graft_weights=args.graft_weights or EngineConfig.graft_weights,
+        graft_checkpoint=args.graft_checkpoint,
         text_model=text_model, clip_checkpoint=args.clip_checkpoint, sam_model=args.sam,
         sam_checkpoint=args.sam_checkpoint, allow_untrained=args.allow_untrained,
         trust_checkpoint=args.trust_checkpoint, device=args.device, gsd_m=args.gsd_m,

@@ -40,4 +40,6 @@ def test_real_engine_answers_the_first_questions_of_the_real_sample(tmp_path: Pa
     assert all(len(ids) == 1 for ids in by_text.values())  # one program per question text
     rep = json.loads((out / "report.json").read_text())
     assert rep["accounting"]["complete"] and rep["system"]["graft_model"] == "graft-tiny"
+    assert rep["system"]["graft_weights"] == "graft-sentinel-patch"  # LR is Sentinel-2 imagery
+    assert "graft_sentinel_patch.ckpt" in proc.stderr  # the untrained warning names the file it looked for
     assert rep["throughput"]["questions"] == 40 and rep["timings"]["total"] > 0
