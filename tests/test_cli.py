@@ -1,6 +1,7 @@
 """The ``graft-vqa`` command line: help, version, weights, and clear errors."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,3 +74,19 @@ def test_eval_and_app_options_reach_their_own_parsers(command):
     out = run_cli(command, "--help")
     assert out.returncode == 0, out.stderr
     assert "--help" in out.stdout and ("--data-root" in out.stdout or "--port" in out.stdout)
+
+
+def test_ask_json_and_geojson_outputs(tmp_path):
+    out_geojson = tmp_path / "detections.geojson"
+    out = run_cli("ask", str(EXAMPLE), "How many buildings are there?", "--graft-model", "graft-tiny",
+                  "--allow-untrained", "--refine", "none", "--threshold", "-1", "--json",
+                  "--geojson", str(out_geojson))
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["kind"] == "count" and answer["error"] is None
+    assert "def execute_command(image_patch)" in answer["program"]
+    assert any("random weights" in w for w in answer["warnings"])
+    collection = json.loads(out_geojson.read_text())
+    assert collection["type"] == "FeatureCollection"
+    assert len(collection["features"]) == answer["value"] == len(answer["detections"])
+    assert "32618" in collection["properties"]["crs"]
