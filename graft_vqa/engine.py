@@ -197,8 +197,9 @@ def ask(image: Any, question: str, **options: Any) -> Answer:
     ``scorer``, ``refiner`` and ``planner``. For many questions, build one :class:`Engine` and reuse it.
     """
     parts = {k: options.pop(k) for k in ("scorer", "refiner", "planner") if k in options}
-    try:
-        config = EngineConfig(**options)
-    except TypeError as exc:
-        raise GraftVQAError(f"unknown option for ask(): {exc}; options are EngineConfig fields") from None
-    return Engine(config=config, **parts).ask(image, question)
+    known = {f.name for f in dataclasses.fields(EngineConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise GraftVQAError(f"unknown option(s) for ask(): {', '.join(unknown)}; "
+                            f"use scorer, refiner, planner or an EngineConfig field: {', '.join(sorted(known))}")
+    return Engine(config=EngineConfig(**options), **parts).ask(image, question)

@@ -151,3 +151,10 @@ def test_untrained_graft_end_to_end_warns_on_every_answer(shared_data, tmp_path,
     assert len(sam) == 1 and "sam_vit_b_01ec64.pth" in sam[0]  # no SAM weights: said once, with the file
     again = engine.ask(shared_data / UTM_5M, "Is there a road?")
     assert any("random weights" in w for w in again.warnings)
+
+
+def test_ask_names_unknown_options_and_lists_the_known_ones(shared_data):
+    from graft_vqa.errors import GraftVQAError
+
+    with pytest.raises(GraftVQAError, match="thresh.*allow_untrained"):
+        graft_vqa.ask(shared_data / UTM_5M, "Is there a road?", scorer=RectScorer({}), thresh=0.3)
