@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/graft-vqa ask $(TILE) "$(QUESTION)" --allow-untrained --show-program
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

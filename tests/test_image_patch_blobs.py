@@ -62,7 +62,7 @@ class BlobScorer:
 def expected_pixel_area(path) -> np.ndarray:
     """(H, 1) m² per pixel row, computed from the raster itself."""
     with rasterio.open(path) as src:
-        t, h, w = src.transform, src.height, src.width
+        t, h = src.transform, src.height
         if not src.crs.is_geographic:
             return np.full((h, 1), abs(t.a * t.e))
     geod = Geod(ellps="WGS84")
