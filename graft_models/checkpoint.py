@@ -85,7 +85,7 @@ def diagnose_foreign(keys: set[str]) -> None:
     if "token_embedding.weight" in keys or any(k.startswith("text_model.") for k in keys):
         raise CheckpointError("this looks like a full CLIP checkpoint (with a text tower), not GRAFT")
     ours = any(k.startswith(("visual.", "pixel_head.")) for k in keys)
-    official = any(k.startswith((convert.BACKBONE, "projector.", "module." + convert.BACKBONE)) for k in keys)
+    official = any(k.startswith((convert.BACKBONE, "projector.")) for k in keys)  # "module." already stripped
     if not (ours or official):
         sample = ", ".join(sorted(keys)[:5]) or "none"
         raise CheckpointError(f"not a GRAFT checkpoint: no satellite encoder weights (keys like: {sample})")
@@ -142,6 +142,16 @@ def load_state(model: GraftModel, sd: dict[str, torch.Tensor]) -> None:
     if any(k.startswith("pixel_head.") for k in result.missing_keys):
         logger.warning("checkpoint has no pixel-level head: encode_patches is unavailable")
         model.has_pixel_head = False
+
+
+def load_module_state(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str) -> None:
+    """Strict ``load_state_dict`` of any module; a mismatch raises CheckpointError naming ``what``."""
+    try:
+        module.load_state_dict(sd)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or type(exc).__name__
+        raise CheckpointError(f"{what} does not fit the model: {detail[:400]}; "
+                              "check that the file is the checkpoint this model expects") from None
 
 
 def load_graft(path: str | Path, *, trust_checkpoint: bool = False,

@@ -95,11 +95,12 @@ def rename_vision(vision: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def official_to_graft(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Convert an official ``state_dict`` (already unwrapped) to :class:`GraftModel` keys.
+    """Convert an official ``state_dict`` (unwrapped, DDP ``module.`` prefix already stripped) to
+    :class:`GraftModel` keys.
 
     Keys outside the satellite encoder, the projector and ``logit_scale`` raise ConversionError.
     """
-    sd = drop_keys(strip_prefix(sd, "module."), DROPPED_OFFICIAL_KEYS)
+    sd = drop_keys(sd, DROPPED_OFFICIAL_KEYS)
     vision = {k[len(VISION):]: v for k, v in sd.items() if k.startswith(VISION)}
     out = rename_vision(fuse_qkv(vision))
     for key, value in sd.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
@@ -128,18 +128,21 @@ def all_reduce_sum(value: float | int, device: torch.device) -> float:
     return float(t.item())
 
 
-def gather_negatives(sat: Tensor, ground: Tensor, owner: Tensor,
-                     gather_sat: bool = True) -> Negatives | None:
+def gather_negatives(sat: Tensor, ground: Tensor, owner: Tensor, gather_sat: bool = True,
+                     reuse: Negatives | None = None) -> Negatives | None:
     """Build the global :class:`Negatives` for the losses; ``None`` outside a process group.
 
     ``sat`` is (B, D) or (B, gh, gw, D); ``ground`` (M, D); ``owner`` (M,) local indices.
     ``gather_sat=False`` skips gathering satellite features (enough for ``direction="ground"``).
+    ``reuse``: Negatives already built from the same ``ground``/``owner`` (e.g. for the other loss
+    level); its gathered ground side and counts are kept and only ``sat`` is gathered.
     """
     if not is_distributed():
         return None
-    all_sat, sat_offset = gather_with_grad(sat) if gather_sat else (sat, 0)
+    all_sat = gather_with_grad(sat)[0] if gather_sat else sat
+    if reuse is not None:
+        return replace(reuse, sat=all_sat)
     all_ground, _ = gather_with_grad(ground)
     n_pairs = all_reduce_sum(owner.numel(), sat.device)
     n_images = all_reduce_sum(torch.unique(owner).numel(), sat.device)
-    return Negatives(ground=all_ground, sat=all_sat, sat_offset=sat_offset,
-                     total_pairs=int(n_pairs), total_images=int(n_images))
+    return Negatives(ground=all_ground, sat=all_sat, total_pairs=int(n_pairs), total_images=int(n_images))

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from graft_models.checkpoint import load_module_state, read_file, unwrap
 from graft_models.data.dataset import ground_tensor
 from graft_vqa.errors import DatasetNotFoundError, WeightsNotFoundError
 
@@ -130,15 +131,16 @@ class FrozenEncoder(nn.Module):
 
 
 def load_clip_state(path: str | Path) -> dict[str, Tensor]:
-    """A CLIP state dict from ``path`` (torch pickle or safetensors, ``state_dict`` wrapper allowed)."""
+    """A CLIP state dict from ``path`` (torch pickle or safetensors, ``state_dict`` wrapper allowed).
+
+    Read through :func:`graft_models.checkpoint.read_file` (safe loading, clear CheckpointError).
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"CLIP checkpoint {path} not found; pass the open_clip ViT-B/16 "
                                    "OpenAI weights file (open_clip_pytorch_model.bin or .safetensors)")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
+    sd, _ = unwrap(*read_file(path, what="CLIP checkpoint"))
+    return sd
 
 
 def build_ground_encoder(name: str = "clip-vitb16", checkpoint: str | Path | None = None, *,
@@ -161,7 +163,7 @@ def build_ground_encoder(name: str = "clip-vitb16", checkpoint: str | Path | Non
 
     model = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None)
     if checkpoint is not None:
-        model.load_state_dict(load_clip_state(checkpoint))
+        load_module_state(model, load_clip_state(checkpoint), f"CLIP checkpoint {checkpoint}")
     elif not allow_untrained:
         raise WeightsNotFoundError("the ground encoder needs CLIP ViT-B/16 weights: pass their path "
                                    "(config model.clip_checkpoint / --clip), or --allow-untrained for tests")

@@ -42,7 +42,6 @@ class Negatives:
 
     ground: Tensor  # (M_global, D) every rank's ground embeddings, this rank's slice carries gradient
     sat: Tensor  # (S_global, D) or (S_global, gh, gw, D) every rank's satellite features
-    sat_offset: int  # index of this rank's first satellite image in ``sat``
     total_pairs: int  # number of positive pairs in the global batch
     total_images: int  # number of satellite images owning >= 1 ground photo in the global batch
 
@@ -57,7 +56,7 @@ def _check(ground: Tensor, owner: Tensor, n_sat: int) -> None:
 
 
 def _local_negatives(ground: Tensor, sat: Tensor, owner: Tensor) -> Negatives:
-    return Negatives(ground=ground, sat=sat, sat_offset=0, total_pairs=int(owner.numel()),
+    return Negatives(ground=ground, sat=sat, total_pairs=int(owner.numel()),
                      total_images=int(torch.unique(owner).numel()))
 
 

@@ -11,6 +11,7 @@ import argparse
 import csv
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from tqdm import tqdm
 
 from graft_models import distributed as D
 from graft_models.data import PairBatch, PairDataset, collate_pairs, read_official
+from graft_models.checkpoint import load_module_state, read_file
 from graft_models.embed_ground import GroundEmbeddings, build_ground_encoder, load_clip_state
+from graft_models.evaluate import dataset_retrieval, pair_dataset
 from graft_models.losses import ImageLevelLoss, PixelLevelLoss
 from graft_models.train_config import ConfigError, TrainConfig, config_from_dict, config_to_dict, load_config
-from graft_vqa.errors import CheckpointError, WeightsNotFoundError
+from graft_vqa.errors import CheckpointError, GraftVQAError, WeightsNotFoundError
 
 log = logging.getLogger("graft_models.train")
 CKPT_FORMAT = "graft-train/1"
@@ -50,11 +53,17 @@ class StepBatches(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return self.stop - self.start
 
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The permutation of dataset indices for ``epoch`` (a pure function of seed and epoch)."""
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+
     def __iter__(self):
         g = self.batch * self.world
+        cached, perm = None, None
         for t in range(self.start, self.stop):
             epoch, within = divmod(t, self.per_epoch)
-            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+            if epoch != cached:  # one permutation per epoch, not per micro-step
+                cached, perm = epoch, self.epoch_order(epoch)
             lo = within * g + self.rank * self.batch
             yield perm[lo:lo + self.batch].tolist()
 
@@ -80,11 +89,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     if cfg.model.clip_checkpoint:
         sd = load_clip_state(cfg.model.clip_checkpoint)
         visual = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")} or sd
-        try:
-            model.visual.load_state_dict(visual)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{cfg.model.clip_checkpoint} does not fit {cfg.model.name}'s CLIP "
-                                  f"tower: {str(exc).splitlines()[0]}") from None
+        load_module_state(model.visual, visual, f"{cfg.model.clip_checkpoint} ({cfg.model.name}'s CLIP tower)")
     elif not cfg.model.allow_untrained:
         raise WeightsNotFoundError("training starts from CLIP ViT-B/16 weights: set model.clip_checkpoint "
                                    "to the open_clip OpenAI ViT-B/16 file, or --allow-untrained for tests")
@@ -112,11 +117,12 @@ def compute_loss(cfg: TrainConfig, model: nn.Module, ground_encoder, batch: Pair
     image, patches, ground = image.float(), patches.float(), ground.float()
     gather_sat = cfg.loss.direction != "ground"
     total = image.new_zeros(())
+    neg = None
     if cfg.loss.level in ("image", "both"):
         neg = D.gather_negatives(image, ground, batch.owner, gather_sat=gather_sat)
         total = total + losses["image"](image, ground, batch.owner, neg)
-    if cfg.loss.level in ("pixel", "both"):
-        neg = D.gather_negatives(patches, ground, batch.owner, gather_sat=gather_sat)
+    if cfg.loss.level in ("pixel", "both"):  # "both": the ground side gathered above is reused
+        neg = D.gather_negatives(patches, ground, batch.owner, gather_sat=gather_sat, reuse=neg)
         w = cfg.loss.pixel_weight if cfg.loss.level == "both" else 1.0
         total = total + w * losses["pixel"](patches, ground, batch.owner, batch.patch, neg)
     return total
@@ -142,22 +148,10 @@ def embed_pairs(model: nn.Module, ground_encoder, ds: PairDataset, batch_size: i
     return torch.cat(sats), torch.cat(grounds), torch.cat(owners)
 
 
-@torch.no_grad()
-def validate(cfg: TrainConfig, model: nn.Module, ground_encoder, embeddings, device) -> dict[str, float]:
-    """Satellite->ground and ground->satellite retrieval recall@k on the validation split."""
-    d = cfg.data
-    recs = read_official(d.root, d.val_split)[: cfg.val_max]
-    ds = PairDataset(d.root, recs, image_size=d.image_size, ground_size=d.ground_size,
-                     embeddings=embeddings, max_ground=d.max_ground)
-    s, g, own = embed_pairs(model, ground_encoder, ds, d.batch_size, device)
-    sim = s @ g.T  # (S, M)
-    out = {}
-    for k in cfg.recall_k:
-        top_g = sim.topk(min(k, sim.shape[1]), dim=1).indices  # (S, k)
-        out[f"sat2ground_r@{k}"] = float((own[top_g] == torch.arange(len(s), device=device)[:, None]).any(1).float().mean())
-        top_s = sim.T.topk(min(k, sim.shape[0]), dim=1).indices  # (M, k)
-        out[f"ground2sat_r@{k}"] = float((top_s == own[:, None]).any(1).float().mean())
-    return out
+def validate(cfg: TrainConfig, model: nn.Module, ground_encoder, val_ds: PairDataset,
+             device) -> dict[str, float]:
+    """Retrieval recall@k and mAP on the validation dataset, named as the evaluate command names them."""
+    return dataset_retrieval(cfg, model, ground_encoder, val_ds, device)
 
 
 def save_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, opt, sched, step: int) -> None:
@@ -166,8 +160,9 @@ def save_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, opt, sched, 
     state = {"format": CKPT_FORMAT, "step": step, "config": config_to_dict(cfg),
              "model_config": model.config.to_dict(), "model": model.state_dict(),
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "rng": {"torch": torch.get_rng_state(),
-                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
+             # training draws no CUDA random numbers (no dropout; data order from seeded CPU
+             # generators), so only the CPU generator is saved and restored
+             "rng": {"torch": torch.get_rng_state()}}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -184,12 +179,10 @@ def read_checkpoint(spec: str, out_dir: str) -> dict:
         if not latest.is_file():
             raise CheckpointError(f"--resume auto: no checkpoint under {latest.parent}; start without --resume")
         spec = str(latest.parent / latest.read_text().strip())
-    try:
-        state = torch.load(spec, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot read training checkpoint {spec}: {exc}") from None
+    state, _ = read_file(Path(spec), what="training checkpoint")
     if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
-        raise CheckpointError(f"{spec} is not a graft_models.train checkpoint")
+        raise CheckpointError(f"{spec} is not a graft_models.train checkpoint; pass a step_*.pt file "
+                              "from out_dir/checkpoints (or --resume auto)")
     return state
 
 
@@ -254,6 +247,7 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> Path:
         stop = cfg.stop_at or cfg.optim.steps
         accum = cfg.optim.grad_accum
         _, loader = make_loader(cfg, cfg.data.train_split, info, step * accum, stop * accum, emb)
+        val_ds = pair_dataset(cfg, emb, cfg.val_max) if main and cfg.data.val_split else None
         losses = {"image": ImageLevelLoss(cfg.loss.tau, cfg.loss.direction, cfg.loss.reduction),
                   "pixel": PixelLevelLoss(cfg.loss.tau, cfg.loss.direction, cfg.loss.reduction)}
         amp = info.device.type == "cuda" and cfg.precision == "bf16"
@@ -289,8 +283,8 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> Path:
                                      "samples_per_s": seen * info.world_size / max(dt, 1e-9)})
                 tick, seen = time.perf_counter(), 0
             if (cfg.val_every and step % cfg.val_every == 0) or step == stop:
-                if main and cfg.data.val_split:
-                    metrics.write(step, validate(cfg, model, genc, emb, info.device))
+                if val_ds is not None:
+                    metrics.write(step, validate(cfg, model, genc, val_ds, info.device))
                 if text is not None:
                     metrics.write(step, zeroshot_metrics(model, text, cfg.zeroshot))
             if step % cfg.ckpt_every == 0 or step == stop:
@@ -309,8 +303,8 @@ def train(cfg: TrainConfig, resume: dict | None = None) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI entry point (see the module docstring)."""
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (see the module docstring); returns 2 with a one-line message on a user error."""
     ap = argparse.ArgumentParser(description="Train GRAFT (image- and/or pixel-level).")
     ap.add_argument("--config", help="YAML config file (defaults otherwise)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -320,13 +314,18 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = a.set + (["model.allow_untrained=true"] if a.allow_untrained else [])
-    cfg = load_config(a.config, overrides)
-    state = None
-    if a.resume:
-        state = read_checkpoint(a.resume, cfg.out_dir)
-        cfg = config_from_dict(state["config"], overrides)  # the checkpoint's config, then overrides
-    train(cfg, state)
+    try:
+        cfg = load_config(a.config, overrides)
+        state = None
+        if a.resume:
+            state = read_checkpoint(a.resume, cfg.out_dir)
+            cfg = config_from_dict(state["config"], overrides)  # the checkpoint's config, then overrides
+        train(cfg, state)
+    except GraftVQAError as exc:
+        print(f"graft_models.train: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,17 +1,18 @@
 """Training configuration: YAML file -> nested dataclasses, with ``--set section.key=value`` overrides."""
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from graft_vqa.errors import GraftVQAError
+from graft_models.losses import DIRECTIONS, REDUCTIONS
+from graft_vqa.errors import ConfigError
 
-
-class ConfigError(GraftVQAError, ValueError):
-    """The training configuration is invalid; the message names the key."""
+__all__ = ["ConfigError", "TrainConfig", "config_from_dict", "config_to_dict", "load_config", "validate"]
 
 
 @dataclass
@@ -91,6 +92,41 @@ class TrainConfig:
     dump_grads: bool = False  # debugging: save step-1 gradients to out_dir/grads_step1.pt
 
 
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"config key {key}: bad value {value!r}; allowed: {allowed}")
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """``value`` converted to the type of ``default`` (bool, int, float, str, str|None, tuple)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise _fail(key, value, "true or false")
+        return value
+    if isinstance(default, (int, float)):
+        kind = type(default)
+        name = "an integer" if kind is int else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise _fail(key, value, name)
+        try:  # YAML reads "1e-4" as a string
+            number = float(value) if kind is float else float(value) if isinstance(value, str) else value
+        except ValueError:
+            raise _fail(key, value, name) from None
+        if kind is int and (not math.isfinite(number) or number != int(number)):
+            raise _fail(key, value, name)
+        return kind(number)
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise _fail(key, value, f"a non-empty list like {list(default)}")
+        return tuple(_coerce(f"{key}[{i}]", v, default[0]) for i, v in enumerate(value))
+    if isinstance(default, str) or default is None:
+        if isinstance(value, str) or (value is None and default is None):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise _fail(key, value, "a string" if default is not None else "a path (string) or null")
+    return value
+
+
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     unknown = set(values) - set(known)
@@ -102,17 +138,59 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         default = getattr(cls(), name)
         if is_dataclass(default):
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}{name} must be a mapping")
+                raise _fail(f"{where}{name}", value, f"a mapping of {sorted(f.name for f in fields(default))}")
             value = _build(type(default), value, f"{where}{name}.")
-        elif isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        elif isinstance(default, float) and not isinstance(default, bool) and isinstance(value, (int, str)):
-            try:  # YAML reads "1e-4" as a string
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{where}{name} must be a number, got {value!r}") from None
+        else:
+            value = _coerce(f"{where}{name}", value, default)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+# Allowed values of the string options (see the field comments).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "loss.level": ("image", "pixel", "both"),
+    "loss.direction": DIRECTIONS,
+    "loss.reduction": REDUCTIONS,
+    "precision": ("bf16", "fp32"),
+    "zeroshot.pad": ("zeros", "resize"),
+}
+# Numeric options that must be > 0, and those that must be >= 0.
+POSITIVE = ("data.image_size", "data.ground_size", "data.max_ground", "data.batch_size", "loss.tau",
+            "optim.lr", "optim.eps", "optim.steps", "optim.grad_accum", "zeroshot.batch_size",
+            "log_every", "ckpt_every", "keep_checkpoints", "val_max")
+NON_NEGATIVE = ("data.num_workers", "loss.pixel_weight", "optim.weight_decay", "optim.warmup_steps",
+                "optim.clip_grad", "val_every", "stop_at")
+
+
+def _get(cfg: "TrainConfig", key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def validate(cfg: "TrainConfig") -> "TrainConfig":
+    """Check every option's value; raise :class:`ConfigError` naming key, value and allowed values."""
+    for key, allowed in CHOICES.items():
+        if _get(cfg, key) not in allowed:
+            raise _fail(key, _get(cfg, key), " | ".join(allowed))
+    if cfg.device not in ("auto", "cpu", "cuda") and re.fullmatch(r"cuda:\d+", cfg.device) is None:
+        raise _fail("device", cfg.device, "auto | cpu | cuda | cuda:N")
+    for key in POSITIVE:
+        if not _get(cfg, key) > 0:
+            raise _fail(key, _get(cfg, key), "a number > 0")
+    for key in NON_NEGATIVE:
+        if not _get(cfg, key) >= 0:
+            raise _fail(key, _get(cfg, key), "a number >= 0")
+    if not 0 <= cfg.optim.min_lr_ratio <= 1:
+        raise _fail("optim.min_lr_ratio", cfg.optim.min_lr_ratio, "a number in [0, 1]")
+    if len(cfg.optim.betas) != 2 or not all(0 <= b < 1 for b in cfg.optim.betas):
+        raise _fail("optim.betas", list(cfg.optim.betas), "two numbers in [0, 1), e.g. [0.9, 0.98]")
+    if not all(k > 0 for k in cfg.recall_k):
+        raise _fail("recall_k", list(cfg.recall_k), "integers > 0, e.g. [1, 5, 10]")
+    if cfg.stop_at > cfg.optim.steps:
+        raise _fail("stop_at", cfg.stop_at, f"0 (run to optim.steps) or at most optim.steps={cfg.optim.steps}")
+    return cfg
 
 
 def _set(tree: dict, dotted: str) -> None:
@@ -123,15 +201,23 @@ def _set(tree: dict, dotted: str) -> None:
     node = tree
     for p in parents:
         node = node.setdefault(p, {})
-    node[leaf] = yaml.safe_load(raw)
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {p} is not a section")
+    try:
+        node[leaf] = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {dotted!r}: the value is not valid YAML") from None
 
 
 def config_from_dict(tree: dict, overrides: list[str] | None = None) -> TrainConfig:
-    """Build a :class:`TrainConfig` from a nested dict plus ``key.sub=value`` overrides."""
+    """Build a :class:`TrainConfig` from a nested dict plus ``key.sub=value`` overrides.
+
+    Values are converted to each option's type (or rejected) and checked by :func:`validate`.
+    """
     tree = dict(tree or {})
     for o in overrides or []:
         _set(tree, o)
-    return _build(TrainConfig, tree, "")
+    return validate(_build(TrainConfig, tree, ""))
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

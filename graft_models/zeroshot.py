@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from graft_models.preprocess import to_tensor
 from graft_vqa.errors import DatasetNotFoundError
+from graft_vqa.tile import load_tile
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +39,9 @@ def pad_chip(rgb: np.ndarray, size: int = 224, pad: Literal["zeros", "resize"] =
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """``H x W x 3`` uint8 from an image file (first three bands for multi-band rasters)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError):
-        import rasterio
-
-        with rasterio.open(path) as src:
-            data = src.read(indexes=[1, 2, 3] if src.count >= 3 else [1, 1, 1])
-        return np.clip(np.moveaxis(data, 0, -1), 0, 255).astype(np.uint8)
+    """``H x W x 3`` uint8 RGB view of an image file: :meth:`graft_vqa.tile.Tile.rgb` (band choice,
+    tile-wide per-band percentile stretch for non-uint8 data, nodata -> 0), as ``find()`` sees tiles."""
+    return load_tile(path).rgb()
 
 
 def class_prompt_name(folder: str) -> str:

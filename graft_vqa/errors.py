@@ -10,6 +10,10 @@ class GraftVQAError(Exception):
     """Base class of every graft-vqa error."""
 
 
+class ConfigError(GraftVQAError, ValueError):
+    """A configuration value is invalid; the message names the key, the value and what is allowed."""
+
+
 # --- tiles -------------------------------------------------------------------------------------
 class TileError(GraftVQAError):
     """A tile could not be read or used."""

@@ -109,3 +109,28 @@ def test_retrieval_metrics_by_hand():
     assert got == pytest.approx({"recall@1": 0.5, "recall@2": 1.0, "recall@4": 1.0, "mAP": 0.75})
     with pytest.raises(ValueError, match="relevance shape"):
         retrieval_metrics(text_emb, image_emb, relevant[:, :3])
+
+
+def test_read_rgb_is_the_tile_view_of_non_uint8_rasters(tmp_path):
+    import rasterio
+    from affine import Affine
+
+    rng = np.random.default_rng(3)
+    data = np.stack([rng.integers(10, 90, (40, 40)), rng.integers(1000, 30000, (40, 40)),
+                     rng.integers(0, 9, (40, 40))]).astype(np.uint16)
+    data[:, :5, :5] = 65535  # nodata
+    path = tmp_path / "chip.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=40, height=40, count=3, dtype="uint16",
+                       nodata=65535, crs="EPSG:32618",
+                       transform=Affine(10, 0, 500000, 0, -10, 4400000)) as dst:
+        dst.write(data)
+    valid = ~np.all(data == 65535, axis=0)
+    want = np.zeros((40, 40, 3))
+    for b in range(3):  # per-band 2-98 percentile stretch over the valid pixels
+        lo, hi = np.percentile(data[b][valid].astype(np.float64), [2, 98])
+        want[:, :, b] = np.clip((data[b] - lo) * 255.0 / (hi - lo), 0, 255)
+    want[~valid] = 0
+    got = read_rgb(path)
+    assert got.shape == (40, 40, 3) and got.dtype == np.uint8
+    assert np.abs(got.astype(float) - want).max() <= 1
+    assert (got[:5, :5] == 0).all()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from affine import Affine
 from PIL import Image
 from pyproj import Transformer
 from rasterio.windows import Window
@@ -71,6 +72,8 @@ def test_builder_assigns_photos_to_the_right_crops(tmp_path, tile_name):
             for g in grounds:  # each photo lies inside its crop
                 assert c0 <= truth[g][0] < c0 + CROP and r0 <= truth[g][1] < r0 + CROP
             expected = src.read([1, 2, 3], window=Window(c0, r0, CROP, CROP)).transpose(1, 2, 0)
+            if src.nodata is not None:  # Tile.rgb() view: pixels that are nodata in every band -> 0
+                expected = np.where(np.all(expected == src.nodata, axis=2)[..., None], 0, expected)
             assert np.array_equal(np.asarray(Image.open(out / rec.sat)), expected)
             windows.append((c0, r0, grounds))
     centres = np.array([(c + CROP / 2, r + CROP / 2) for c, r, _ in windows])
@@ -144,3 +147,46 @@ def test_official_reader_errors_and_offsets(tmp_path):
                                       {"sat": torch.zeros(3, 2, 2), "ground": torch.zeros(1, 4),
                                        "patch": torch.zeros(1, dtype=torch.long), "index": 1}]).owner,
                        torch.tensor([0, 0, 1]))
+
+
+def _uint16_tile(path: Path) -> np.ndarray:
+    """A 3-band uint16 UTM GeoTIFF whose bands have very different ranges, with nodata pixels."""
+    rng = np.random.default_rng(11)
+    data = np.stack([rng.integers(100, 400, (160, 160)), rng.integers(2000, 60000, (160, 160)),
+                     rng.integers(0, 50, (160, 160))]).astype(np.uint16)
+    data[:, :20, :30] = 0  # nodata corner
+    profile = {"driver": "GTiff", "width": 160, "height": 160, "count": 3, "dtype": "uint16", "nodata": 0,
+               "crs": "EPSG:32618", "transform": Affine(1, 0, 500000, 0, -1, 4400000)}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return data
+
+
+def _stretched(data: np.ndarray) -> np.ndarray:
+    """Per-band 2-98 percentile stretch over the whole tile's valid pixels, nodata -> 0 (HxWx3)."""
+    valid = ~np.all(data == 0, axis=0)
+    out = np.zeros((*data.shape[1:], 3), np.float64)
+    for b in range(3):
+        lo, hi = np.percentile(data[b][valid].astype(np.float64), [2, 98])
+        out[:, :, b] = np.clip((data[b] - lo) * 255.0 / (hi - lo), 0, 255)
+    out[~valid] = 0
+    return out
+
+
+def test_uint16_crops_are_the_tile_rgb_view(tmp_path):
+    from graft_vqa.tile import load_tile
+
+    tile = tmp_path / "u16.tif"
+    data = _uint16_tile(tile)
+    csv_path, _ = _fixture(tmp_path, tile, 30, seed=9)
+    out = tmp_path / "pairs"
+    build_pairs([tile], csv_path, out, crop_px=48, max_per_crop=4, min_spacing_px=24, test_fraction=0.0)
+    view = load_tile(tile).rgb()
+    want = _stretched(data)
+    recs = read_official(out, "train")
+    assert len(recs) >= 3
+    for rec in recs:
+        c0, r0 = (int(v) for v in Path(rec.sat).stem.split("_")[-2:])
+        got = np.asarray(Image.open(out / rec.sat))
+        assert np.array_equal(got, view[r0:r0 + 48, c0:c0 + 48])  # what find() sees of that window
+        assert np.abs(got - want[r0:r0 + 48, c0:c0 + 48]).max() <= 1  # tile-wide per-band stretch

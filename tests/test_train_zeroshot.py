@@ -123,7 +123,7 @@ def _metrics(out: Path) -> dict[tuple[int, str], float]:
 def test_training_logs_zero_shot_accuracy_of_the_model_being_trained(run):
     rows = _metrics(run["out"])
     for step in range(1, STEPS + 1):
-        assert {(step, "zeroshot_top1"), (step, "sat2ground_r@1")} <= set(rows)
+        assert {(step, "zeroshot_top1"), (step, "sat2ground_recall@1")} <= set(rows)
         assert {(step, f"zeroshot_acc/{c}") for c in CLASSES} <= set(rows)
     top1, per_class, predicted = _classify(_model(run["ckpt"]), run["text"], run["classes"])
     assert len(predicted) > 1  # the check can tell models apart

@@ -6,7 +6,8 @@ in date when dates exist), photos are never reused, and crop centres in one tile
 ``min_spacing_px`` apart (the paper keeps 112 px). When dates exist (CSV column ``date`` and a
 tile date from ``tile_dates`` or the GeoTIFF ``TIFFTAG_DATETIME`` tag), a photo covered by several
 tiles only goes to the tile closest in date. The result is written in the official layout
-(:mod:`graft_models.data.official`), satellite crops as PNG.
+(:mod:`graft_models.data.official`), satellite crops as PNG in the RGB view that
+``graft_vqa.tile.Tile.rgb()`` gives (and ``find()`` later sees).
 """
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ import numpy as np
 import rasterio
 from PIL import Image
 from pyproj import Transformer
-from rasterio.windows import Window
 from tqdm import tqdm
 
 from graft_models.data.official import SatRecord, write_official
-from graft_vqa.errors import DatasetNotFoundError
+from graft_vqa.tile import load_tile
+from graft_vqa.errors import DatasetNotFoundError, UnsupportedTileError
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +90,6 @@ def _pixel_positions(src: rasterio.DatasetReader, photos: list[Photo]) -> np.nda
     inv = ~src.transform
     cols, rows = inv @ (np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
     return np.stack([cols, rows], axis=1)
-
-
-def _rgb_crop(src: rasterio.DatasetReader, col0: int, row0: int, size: int) -> np.ndarray:
-    bands = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
-    data = src.read(bands, window=Window(col0, row0, size, size)).transpose(1, 2, 0)
-    if data.dtype == np.uint8:
-        return data
-    lo, hi = np.percentile(data, [2, 98])
-    return (np.clip((data - lo) / max(hi - lo, 1e-9), 0, 1) * 255).astype(np.uint8)
 
 
 def _choose_tiles(tiles: list[str], photos: list[Photo], tile_dates: dict[str, str]) -> dict:
@@ -170,18 +162,23 @@ def build_pairs(tiles: list[str | Path], photos_csv: str | Path, out_dir: str | 
     used = 0
     for t in tqdm(tiles, desc="tiles", disable=len(tiles) < 2):
         pos, candidates, when = plan[t]
-        with rasterio.open(t) as src:
-            crops = _crops_for_tile(pos, candidates, photos, when, src.width, src.height,
-                                    crop_px, max_per_crop, min_spacing_px)
-            for k, (col0, row0, chosen) in enumerate(crops):
-                rel = f"sat/{Path(t).stem}_{k:05d}_{col0}_{row0}.png"
-                Image.fromarray(_rgb_crop(src, col0, row0, crop_px)).save(out / rel)
-                offsets = [(float(pos[i, 0] - col0 - crop_px / 2), float(pos[i, 1] - row0 - crop_px / 2))
-                           for i in chosen]
-                grounds = [os.path.relpath(photos[i].path, out.resolve()) for i in chosen]
-                split = "test" if rng.random() < test_fraction else "train"
-                splits[split].append(SatRecord(rel, grounds, offsets))
-                used += len(chosen)
+        tile = load_tile(t)  # crops use find()'s RGB view: tile-wide per-band stretch, nodata -> 0
+        crops = _crops_for_tile(pos, candidates, photos, when, tile.width, tile.height,
+                                crop_px, max_per_crop, min_spacing_px)
+        for k, (col0, row0, chosen) in enumerate(crops):
+            rel = f"sat/{Path(t).stem}_{k:05d}_{col0}_{row0}.png"
+            try:
+                rgb = tile.crop_window(col0, row0, crop_px, crop_px).rgb()
+            except UnsupportedTileError:  # every pixel is nodata: nothing to learn from
+                log.info("skipped all-nodata crop at (%d, %d) of %s", col0, row0, t)
+                continue
+            Image.fromarray(rgb).save(out / rel)
+            offsets = [(float(pos[i, 0] - col0 - crop_px / 2), float(pos[i, 1] - row0 - crop_px / 2))
+                       for i in chosen]
+            grounds = [os.path.relpath(photos[i].path, out.resolve()) for i in chosen]
+            split = "test" if rng.random() < test_fraction else "train"
+            splits[split].append(SatRecord(rel, grounds, offsets))
+            used += len(chosen)
     write_official(out, splits)
     summary = BuildSummary(crops=sum(len(v) for v in splits.values()), pairs=used,
                            unassigned=len(photos) - used, splits={k: len(v) for k, v in splits.items()})
