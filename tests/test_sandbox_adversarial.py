@@ -67,6 +67,26 @@ FORMAT = [
     case("str-type-attr", P('return str.format("{0.scorer}", image_patch)'), R),
 ]
 
+_LEAK = "{0.__globals__[_getattr_].__globals__[sys].modules[os].environ[SECRET_TOKEN_X]}"
+_MIXIN = "class B:\n    format = None\n    format_map = None\nclass C(str, B):\n    pass\ndef f():\n    pass\n"
+# A built-in base earlier in the MRO wins over a program class that names the same attribute.
+MRO = [
+    case("str-subclass-format", P(f'leak = C("{_LEAK}")\nreturn leak.format(f)', header=_MIXIN), R),
+    case("str-subclass-format-map",
+         P(f'leak = C("{_LEAK.replace("0.", "x.")}")\nreturn leak.format_map({{"x": f}})', header=_MIXIN), R),
+    case("str-subclass-class-format", P(f'return C.format(C("{_LEAK}"), f)', header=_MIXIN), R),
+    case("str-subclass-own-method",
+         P(f'return S("{_LEAK}").go(f)',
+           header="class S(str):\n    def go(self, g):\n        return self.format(g)\ndef f():\n    pass\n"), R),
+    case("dict-subclass-collision", P("return sorted(D(a=1).keys())",
+                                      header="class B:\n    keys = None\nclass D(dict, B):\n    pass\n"), R),
+    case("list-subclass-collision", P("return L([1]).copy()",
+                                      header="class B:\n    copy = None\nclass L(list, B):\n    pass\n"), R),
+    case("exception-subclass-collision",
+         P("return E('x').with_traceback(None) is not None",
+           header="class B:\n    with_traceback = None\nclass E(ValueError, B):\n    pass\n"), R),
+]
+
 INTROSPECTION = [
     case("getattr-private", P("return getattr(image_patch, '_model')"), R),
     case("setattr", P("setattr(image_patch, 'x', 1)\nreturn 1"), R),
@@ -169,7 +189,7 @@ PATCH = [
     case("too-long", P("return 1") + "#" * 200_000, E),
 ]
 
-ALL = IMPORTS + DUNDERS + FORMAT + INTROSPECTION + FRAMES + CODE + IO + RESOURCES + OUTPUTS + PATCH
+ALL = IMPORTS + DUNDERS + FORMAT + MRO + INTROSPECTION + FRAMES + CODE + IO + RESOURCES + OUTPUTS + PATCH
 
 
 def test_there_are_at_least_sixty_adversarial_programs() -> None:
@@ -189,6 +209,18 @@ def test_adversarial_program_is_stopped(source: str, expected: set[str], kwargs:
         quoted = source.splitlines()[result.line - 1].strip()[:100]
         assert result.error.startswith(f"line {result.line}: `")
         assert quoted in result.error
+
+
+def test_builtin_base_cannot_leak_a_host_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_TOKEN_X", "env-secret-5d1c")
+    zygote = sandbox.Zygote()  # started after the variable is set, so it would inherit it
+    try:
+        for source in (MRO[0].values[0], MRO[1].values[0], MRO[2].values[0]):
+            result = sandbox.run(source, FakePatch(), zygote=zygote)
+            assert result.status == "refused", (result.status, result.value, result.error)
+            assert "env-secret-5d1c" not in repr(result.value) + result.error + result.stdout
+    finally:
+        zygote.close()
 
 
 def test_state_does_not_leak_between_programs() -> None:

@@ -11,11 +11,17 @@ INDENT = "    "
 
 
 class ProgramWriter:
-    """Accumulates the body of ``execute_command`` and names the intermediate lists."""
+    """Accumulates the body of ``execute_command`` and names the intermediate lists.
+
+    Programs stay cheap in API calls: each noun is found once (``find`` lists are reused, also
+    when a phrase relates a noun to itself), and a relation is one ``filter_related`` call per
+    phrase instead of one relation call per pair of instances.
+    """
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self._names: set[str] = {"image_patch", "patch", "other"}
+        self._found: dict[str, str] = {}  # noun -> variable holding image_patch.find(noun)
 
     def _variable(self, noun: str) -> str:
         """A fresh, readable variable name for a list of ``noun`` patches."""
@@ -28,25 +34,28 @@ class ProgramWriter:
         self._names.add(name)
         return name
 
+    def find(self, noun: str) -> str:
+        """The variable holding ``image_patch.find(noun)``, emitting the call the first time only."""
+        if noun not in self._found:
+            self._found[noun] = self._assign(noun, f"image_patch.find({_quote(noun)})")
+        return self._found[noun]
+
     def patches(self, phrase: NounPhrase) -> str:
         """Return an expression for the list of patches matching ``phrase`` (emitting lines if needed)."""
-        found = f"image_patch.find({_quote(phrase.noun)})"
-        if phrase.plain:
+        selected = self._with_attributes(phrase, self.find(phrase.noun))
+        if phrase.relation is None or phrase.reference is None:
+            return selected
+        reference = self._with_attributes(phrase.reference, self.find(phrase.reference.noun))
+        return self._assign(f"related {phrase.noun}", f"image_patch.filter_related({selected}, "
+                                         f"{_quote(phrase.relation)}, {reference})")
+
+    def _with_attributes(self, phrase: NounPhrase, found: str) -> str:
+        """``found`` filtered by the phrase's size and shape (``found`` itself when it has none)."""
+        conditions = attribute_conditions(phrase)
+        if not conditions:
             return found
-        conditions = []
-        if phrase.size is not None:
-            conditions.append(f"patch.size == {_quote(phrase.size)}")
-        if phrase.shape is not None:
-            conditions.append(f"patch.shape == {_quote(phrase.shape)}")
-        if phrase.relation is not None and phrase.reference is not None:
-            reference = self.patches(phrase.reference)
-            if phrase.reference.plain:
-                reference = self._assign(phrase.reference.noun, reference)
-            distinct = ""
-            if phrase.reference.noun == phrase.noun:  # "buildings next to a building": not itself
-                distinct = f" if {_box('other')} != {_box('patch')}"
-            conditions.append(f"any(patch.{phrase.relation}(other) for other in {reference}{distinct})")
-        return self._assign(phrase.noun, f"[patch for patch in {found} if {' and '.join(conditions)}]")
+        described = " ".join(word for word in (phrase.size, phrase.shape, phrase.noun) if word)
+        return self._assign(described, f"[patch for patch in {found} if {' and '.join(conditions)}]")
 
     def _assign(self, noun: str, expression: str) -> str:
         """Emit ``name = expression`` and return the name."""
@@ -60,9 +69,14 @@ class ProgramWriter:
         return "def execute_command(image_patch):\n" + "\n".join(self.lines) + "\n"
 
 
-def _box(name: str) -> str:
-    """The box tuple of a patch variable, to tell two instances apart."""
-    return f"({name}.left, {name}.lower, {name}.right, {name}.upper)"
+def attribute_conditions(phrase: NounPhrase) -> list[str]:
+    """The size and shape tests of ``phrase`` on a variable named ``patch``."""
+    conditions = []
+    if phrase.size is not None:
+        conditions.append(f"patch.size == {_quote(phrase.size)}")
+    if phrase.shape is not None:
+        conditions.append(f"patch.shape == {_quote(phrase.shape)}")
+    return conditions
 
 
 def _quote(text: str) -> str:
@@ -75,12 +89,17 @@ def presence_program(phrase: NounPhrase) -> str:
     writer = ProgramWriter()
     if phrase.plain:
         return writer.ret(f"image_patch.exists({_quote(phrase.noun)})")
+    if phrase.relation is None:  # stops at the first match
+        condition = " and ".join(attribute_conditions(phrase))
+        return writer.ret(f"any({condition} for patch in image_patch.find({_quote(phrase.noun)}))")
     return writer.ret(f"len({writer.patches(phrase)}) > 0")
 
 
 def count_program(phrase: NounPhrase) -> str:
     """Program answering "how many <phrase>?" with an int."""
     writer = ProgramWriter()
+    if phrase.plain:
+        return writer.ret(f"len(image_patch.find({_quote(phrase.noun)}))")
     return writer.ret(f"len({writer.patches(phrase)})")
 
 

@@ -11,9 +11,10 @@ import re
 import textwrap
 
 from graft_vqa.errors import PlannerError, ProgramError
+from graft_vqa.sandbox.guards import ALLOWED_IMPORTS
+from graft_vqa.sandbox.wire import quote_line
 
 ENTRY_POINT = "execute_command"
-ALLOWED_IMPORTS = frozenset({"math"})
 
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _DEF_ENTRY = re.compile(rf"^[ \t]*def[ \t]+{ENTRY_POINT}[ \t]*\(", re.MULTILINE)
@@ -111,12 +112,8 @@ def _wrap_body(block: str) -> str | None:
 
 
 def _fail(source: str, lineno: int | None, problem: str) -> ProgramError:
-    """Build a ProgramError that quotes the failing line."""
-    lines = source.split("\n")
-    if lineno and 0 < lineno <= len(lines):
-        error = ProgramError(f"line {lineno}: `{lines[lineno - 1].strip()}`: {problem}")
-    else:
-        error = ProgramError(problem)
+    """Build a ProgramError that quotes the failing line (as the sandbox quotes it)."""
+    error = ProgramError(quote_line(source, lineno or None, problem))
     error.line = lineno  # type: ignore[attr-defined]
     return error
 
@@ -131,6 +128,9 @@ def validate_program(source: str) -> ast.Module:
         tree = ast.parse(source)
     except SyntaxError as exc:
         raise _fail(source, exc.lineno, f"syntax error: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError) as exc:  # nested too deeply, NUL bytes
+        raise _fail(source, None, f"the program could not be parsed ({type(exc).__name__}); "
+                                  "write it with less deeply nested expressions") from None
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             bad = [alias.name for alias in node.names if alias.name not in ALLOWED_IMPORTS]

@@ -35,28 +35,32 @@ def plan_with_feedback(planner: Planner, question: str, run: RunCheck | None = N
     back to the planner on the next attempt, at most ``max_attempts`` attempts in all. A
     deterministic planner (``planner.deterministic``) is asked once. Raises
     :class:`PlannerError` (or its subclass ``QuestionNotUnderstoodError``) when no attempt
-    works; the message holds the last error, and ``.program`` the last program, if any.
+    works; the message holds the last error, ``.program`` the last attempt's program (None when
+    that attempt's reply held no usable code), ``.errors`` every error and ``.attempts`` the
+    ``(program or None, error)`` pair of every attempt, in order.
     """
     attempts = 1 if getattr(planner, "deterministic", False) else max(1, max_attempts)
     feedback: str | None = None
-    errors: list[str] = []
-    program: Program | None = None
+    failed: list[tuple[Program | None, str]] = []  # (program, error) of each failed attempt
     for attempt in range(1, attempts + 1):
+        program: Program | None = None
         try:
             program = planner.plan(question, feedback=feedback)
             shown, error = program.source, _check(program.source, run)
         except UnusableReplyError as exc:
             shown, error = exc.reply[:_MAX_FED_BACK] or "(empty reply)", str(exc)
-        if error is None:
-            program.meta.update(attempts=attempt, errors=errors)  # type: ignore[union-attr]
-            return program  # type: ignore[return-value]
+        if error is None and program is not None:
+            program.meta.update(attempts=attempt, errors=[e for _, e in failed])
+            return program
         log.info("Attempt %d/%d for %r failed: %s", attempt, attempts, question, error)
-        errors.append(error)
+        failed.append((program, error))
         feedback = prompts.render("feedback", program=shown.strip(), error=error)
+    last_program, last_error = failed[-1]
     failure = PlannerError(f"No working program for {question!r} after {attempts} attempt(s); "
-                           f"last error: {errors[-1]}. Rephrase the question or try another planner.")
-    failure.program = program  # type: ignore[attr-defined]
-    failure.errors = errors  # type: ignore[attr-defined]
+                           f"last error: {last_error}. Rephrase the question or try another planner.")
+    failure.program = last_program  # type: ignore[attr-defined]
+    failure.errors = [e for _, e in failed]  # type: ignore[attr-defined]
+    failure.attempts = failed  # type: ignore[attr-defined]
     raise failure
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 from graft_vqa.errors import QuestionNotUnderstoodError
 from graft_vqa.planner import codegen
 from graft_vqa.planner.grammar import NounPhrase, parse_noun_phrase
-from graft_vqa.planner.program import Program
+from graft_vqa.planner.program import Program, normalise_question
 
 UNDERSTOOD = (
     "Is there a building? / Is a road present? / Are there any roads?",
@@ -35,8 +35,8 @@ _QUANTITY = r"(?:number|amount|count|total number|quantity)"
 
 
 def _normalise(question: str) -> str:
-    """Lower case, single spaces, no trailing punctuation or "in the image"."""
-    text = re.sub(r"\s+", " ", question.strip().lower()).rstrip(" ?.!").strip()
+    """:func:`normalise_question`, then without a polite prefix or a trailing "in the image"."""
+    text = normalise_question(question)
     text = re.sub(r"^(?:please |can you tell me |tell me )", "", text)
     return _IN_IMAGE.sub("", text).strip()
 

@@ -12,7 +12,11 @@ that starts with ``_``, no ``exec``/``eval`` calls, no ``nonlocal``, no async, n
 Run-time guards (``build_globals``): attribute reads are allowed only from an explicit allow-list
 per exact type (``str.format`` and ``format_map`` are left out on purpose: their field syntax
 reads attributes), from the ImagePatch proxy's API list, from the ``math`` names, and from the
-members a program's own classes define. Anything else calls ``deny``, which in the sandbox child
+members a program's own classes define (decided on the class that ``getattr`` would really
+read the member from, in MRO order). Program classes may subclass only ``object``, other
+program classes and the exceptions they can name: subclasses of ``str``, ``dict``, ``list`` and
+the like are refused when the class is built, so no built-in method hides behind a program
+class. Anything else calls ``deny``, which in the sandbox child
 ends the program at once with status ``refused`` (so ``try/except`` cannot swallow it).
 
 This module imports only the standard library and RestrictedPython: the zygote loads it.
@@ -116,6 +120,19 @@ class SandboxPolicy(RestrictingNodeTransformer):
             self.error(node, f'import from "{node.module}" is not allowed (only math).')
         return super().visit_ImportFrom(node)
 
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        """RestrictedPython's class (with ``metaclass=__metaclass__``), kept on its own line:
+        the rebuilt node would otherwise claim line 1, and errors would quote the wrong line."""
+        position = ast.ClassDef(lineno=node.lineno, col_offset=node.col_offset,
+                                end_lineno=node.end_lineno, end_col_offset=node.end_col_offset)
+        new = super().visit_ClassDef(node)
+        if isinstance(new, ast.ClassDef):
+            ast.copy_location(new, position)
+            for keyword in new.keywords:
+                ast.copy_location(keyword, position)
+                ast.copy_location(keyword.value, position)
+        return new
+
     def visit_Yield(self, node: ast.Yield) -> Any:
         self.error(node, "yield is not allowed; build and return a list instead.")
         return node
@@ -136,7 +153,10 @@ def compile_program(source: str) -> tuple[Any | None, str | None, int | None, bo
         return None, f"SyntaxError: {exc.msg}", exc.lineno, False
     except (ValueError, RecursionError, MemoryError) as exc:
         return None, f"the program could not be parsed: {type(exc).__name__}", None, False
-    result = compile_restricted_exec(source, PROGRAM_FILENAME, policy=SandboxPolicy)
+    try:
+        result = compile_restricted_exec(source, PROGRAM_FILENAME, policy=SandboxPolicy)
+    except (RecursionError, MemoryError) as exc:  # parses, but too deep for the policy's walk
+        return None, f"the program could not be compiled: {type(exc).__name__} (nested too deeply)", None, False
     if result.code is not None and not result.errors:
         return result.code, None, None, False
     first = result.errors[0] if result.errors else "refused by the sandbox policy"
@@ -165,17 +185,42 @@ class SandboxClass(type):
     """Metaclass of every class a program defines (RestrictedPython's ``__metaclass__``)."""
 
 
+def _defining_class(klasses: tuple[type, ...], name: str) -> type | None:
+    """The first class of an MRO whose own namespace holds ``name`` (what ``getattr`` finds)."""
+    for klass in klasses:
+        if name in vars(klass):
+            return klass
+    return None
+
+
 def _user_defines(obj: Any, name: str) -> bool:
-    """True when ``name`` is defined by the program itself on ``obj`` or its own classes."""
+    """True when reading ``name`` on ``obj`` reaches a member the program itself defined.
+
+    Decided the way ``getattr`` resolves: the *first* class in the MRO that holds ``name`` must
+    be a program class (a built-in base earlier in the MRO, such as ``str`` with its
+    ``format``, wins over a program class later on and is refused). An instance-dict
+    attribute counts only on an instance of a program class, and only when no class in its
+    MRO holds the name (a class attribute may be a data descriptor that wins over the dict).
+    """
     if type(obj) is SandboxClass:
-        klasses = obj.__mro__
-    elif type(type(obj)) is SandboxClass:
-        if name in getattr(obj, "__dict__", {}):
-            return True
-        klasses = type(obj).__mro__
-    else:
+        owner = _defining_class(obj.__mro__, name)
+        return owner is not None and type(owner) is SandboxClass
+    if type(type(obj)) is not SandboxClass:
         return False
-    return any(type(k) is SandboxClass and name in vars(k) for k in klasses)
+    owner = _defining_class(type(obj).__mro__, name)
+    if owner is not None:
+        return type(owner) is SandboxClass
+    instance_dict = getattr(obj, "__dict__", None)
+    return type(instance_dict) is dict and name in instance_dict
+
+
+_BASE_EXCEPTIONS = tuple(getattr(builtins, name) for name in _EXCEPTIONS)
+
+
+def _allowed_base(base: Any) -> bool:
+    """True for the bases a program class may have: object, program classes, the exceptions."""
+    return (base is object or type(base) is SandboxClass
+            or any(base is exc for exc in _BASE_EXCEPTIONS))
 
 
 def _restricted_math() -> types.SimpleNamespace:
@@ -275,9 +320,18 @@ def build_globals(proxy_type: type, proxy_attr: Callable[[Any, str], Any],
             raise ValueError(f"range of {len(r)} items exceeds the sandbox cap of {RANGE_CAP}")
         return r
 
+    def guarded_build_class(func: Any, name: str, *bases: Any, **kwargs: Any) -> Any:
+        if kwargs.get("metaclass") is not SandboxClass or len(kwargs) != 1:
+            return deny(f"class {name}: keyword arguments in a class statement are not allowed")
+        for base in bases:
+            if not _allowed_base(base):
+                shown = base.__name__ if isinstance(base, type) else type(base).__name__
+                return deny(f"class {name} may not subclass {shown}; subclass only object, "
+                            "your own classes or an exception")
+        return builtins.__build_class__(func, name, *bases, **kwargs)
+
     safe = {name: getattr(builtins, name) for name in SAFE_BUILTINS + _EXCEPTIONS}
-    safe.update(range=capped_range, __import__=guarded_import,
-                __build_class__=builtins.__build_class__)
+    safe.update(range=capped_range, __import__=guarded_import, __build_class__=guarded_build_class)
     return {
         "__builtins__": safe,
         "__name__": "program",

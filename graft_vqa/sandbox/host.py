@@ -222,6 +222,9 @@ def run(source: str, image_patch: Any, *, timeout_s: float = 30.0, call_budget: 
     host_end, child_end = socket.socketpair()
     try:
         pid = zyg.spawn(child_end.fileno())
+    except BaseException:
+        host_end.close()
+        raise
     finally:
         child_end.close()
     result: Execution | None = None

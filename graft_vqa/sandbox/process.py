@@ -27,8 +27,22 @@ main(int(sys.argv[2]))
 """The ``python -c`` program that starts a zygote without importing the ``graft_vqa`` package
 ``__init__`` (which may pull in torch): a bare package object stands in for it."""
 
+ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LANGUAGE", "TZ", "LD_LIBRARY_PATH")
+"""The only environment variables the zygote (and so every program's child) inherits: enough
+to find libseccomp and format text. API keys and other host secrets never reach a program. The
+venv's packages are found from ``sys.executable`` itself (``python -I`` ignores ``PYTHON*``)."""
+
 CONTROL_TIMEOUT_S = 30.0
 """How long the host waits for the zygote to answer one request (start-up included)."""
+
+
+def zygote_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the zygote starts with: ``ENV_ALLOWED`` taken from ``environ`` (default
+    ``os.environ``), and a default ``PATH`` when there is none."""
+    source = os.environ if environ is None else environ
+    env = {name: source[name] for name in ENV_ALLOWED if name in source}
+    env.setdefault("PATH", os.defpath)
+    return env
 
 
 class Zygote:
@@ -51,7 +65,7 @@ class Zygote:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-c", BOOT, package_dir, str(child.fileno())],
                 pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                start_new_session=True, close_fds=True)
+                start_new_session=True, close_fds=True, env=zygote_env())
         finally:
             child.close()
         parent.settimeout(CONTROL_TIMEOUT_S)
