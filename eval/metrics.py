@@ -73,16 +73,36 @@ def prediction_number(prediction: str, value: Any) -> float | None:
     return parse_number(prediction)
 
 
-def is_correct(layout: str, qtype: str, gt: str, prediction: str, value: Any = None) -> bool:
-    """Whether ``prediction`` answers a question of ``qtype`` with ground truth ``gt`` under RSVQA rules."""
+def same_integer(a: float, b: float) -> bool:
+    """Whether two numbers round to the same integer (how exact counts are compared)."""
+    return math.floor(a + 0.5) == math.floor(b + 0.5)
+
+
+_LABELS: frozenset[str] = frozenset(label for _, _, label in RSVQA_BINS)
+
+
+def answer_class(text: Any, value: Any = None) -> str | None:
+    """The RSVQA class of an answer: its text when it names a class ("more than 1000", "between 11
+    and 100 m2"), else the class of its number (typed ``value`` first, then parsed from the text)."""
+    label = re.sub(r"\s*(m2|m²|square met(er|re)s)$", "", normalize_text(text))
+    if label in _LABELS:
+        return label
+    return bin_label(prediction_number(str(text), value))
+
+
+def is_correct(layout: str, qtype: str, gt: str, prediction: str, value: Any = None,
+               failed: bool = False) -> bool:
+    """Whether ``prediction`` answers a question of ``qtype`` with ground truth ``gt`` under RSVQA rules
+    (always False for a failed program)."""
+    if failed:
+        return False
     if qtype not in NUMERIC_TYPES:
         return normalize_text(prediction) == normalize_text(gt) and normalize_text(gt) != ""
-    g, p = parse_number(gt), prediction_number(prediction, value)
-    if g is None or p is None:
-        return False
     if (layout, qtype) in BINNED_TYPES:
-        return bin_label(g) == bin_label(p)
-    return math.floor(p + 0.5) == math.floor(g + 0.5)
+        g, p = answer_class(gt), answer_class(prediction, value)
+        return g is not None and g == p
+    g, p = parse_number(gt), prediction_number(prediction, value)
+    return g is not None and p is not None and same_integer(p, g)
 
 
 def summarize(records: Iterable[dict[str, Any]], types: Iterable[str] | None = None) -> dict[str, Any]:
@@ -129,6 +149,6 @@ def _numeric_errors(recs: list[dict[str, Any]], exact: bool) -> dict[str, Any] |
         "rmse": math.sqrt(sum(e * e for e in errs) / len(errs)) if errs else None,
     }
     if exact:
-        hits = sum(math.floor(p + 0.5) == math.floor(g + 0.5) for g, p in pairs)
+        hits = sum(same_integer(p, g) for g, p in pairs)
         out["exact_accuracy"] = hits / len(recs)
     return out

@@ -7,13 +7,23 @@ uninterrupted one.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from eval.metrics import NUMERIC_TYPES, bin_label, normalize_text, parse_number, prediction_number, summarize
-from eval.runner import PREDICTIONS, read_predictions
+from eval.metrics import (
+    BINNED_TYPES,
+    NUMERIC_TYPES,
+    answer_class,
+    is_correct,
+    normalize_text,
+    parse_number,
+    prediction_number,
+    summarize,
+)
+from eval.runner import PREDICTIONS, TOTAL_TIME, read_predictions
 from graft_vqa.errors import DatasetNotFoundError
 
 RUN_META = "run.json"
@@ -22,24 +32,40 @@ N_EXAMPLES = 3  # example questions per failure mode
 N_MODES = 10  # failure modes listed
 
 
-def _mode_of(r: dict[str, Any]) -> str:
-    """A short name for why record ``r`` is wrong."""
+def _integer(x: float | None) -> str:
+    return "no number" if x is None else str(math.floor(x + 0.5))
+
+
+def _mode_of(r: dict[str, Any], layout: str) -> str:
+    """A short name for why record ``r`` is wrong: RSVQA classes for the binned (layout, type) pairs,
+    rounded integers for exactly scored numbers (RSVQA-HR counts), normalised text otherwise."""
+    t = r["type"]
     if r.get("failed"):
         first = (r.get("error") or "").strip().splitlines()[:1]
-        return f"{r['type']}: program failed ({r['status']}): {(first[0] if first else '')[:80]}"
-    if r["type"] in NUMERIC_TYPES:
-        g = bin_label(parse_number(r["gt"]))
-        p = bin_label(prediction_number(r.get("prediction", ""), r.get("value"))) or "no number"
-        return f"{r['type']}: truth {g}, predicted {p}"
-    return f"{r['type']}: truth {normalize_text(r['gt'])!r}, predicted {normalize_text(r['prediction'])!r}"
+        return f"{t}: program failed ({r['status']}): {(first[0] if first else '')[:80]}"
+    if (layout, t) in BINNED_TYPES:
+        p = answer_class(r.get("prediction", ""), r.get("value")) or "no number"
+        return f"{t}: truth {answer_class(r['gt'])}, predicted {p}"
+    if t in NUMERIC_TYPES:
+        p = prediction_number(r.get("prediction", ""), r.get("value"))
+        return f"{t}: truth {_integer(parse_number(r['gt']))}, predicted {_integer(p)}"
+    return f"{t}: truth {normalize_text(r['gt'])!r}, predicted {normalize_text(r['prediction'])!r}"
 
 
-def failure_modes(records: Iterable[dict[str, Any]], top: int = N_MODES) -> list[dict[str, Any]]:
+def rescore(records: Iterable[dict[str, Any]], layout: str) -> list[dict[str, Any]]:
+    """Copies of ``records`` whose ``correct`` is recomputed from (layout, type, gt, prediction, value,
+    failed) with :func:`eval.metrics.is_correct`; the stored field is informational only, so a metric
+    fix re-scores old runs and merged shards are scored alike."""
+    return [{**r, "correct": is_correct(layout, r["type"], r["gt"], r.get("prediction", ""), r.get("value"),
+                                        failed=bool(r.get("failed")))} for r in records]
+
+
+def failure_modes(records: Iterable[dict[str, Any]], layout: str, top: int = N_MODES) -> list[dict[str, Any]]:
     """The most frequent ways questions were answered wrongly, with example questions (lowest ids)."""
     modes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in sorted(records, key=lambda r: r["qid"]):
         if not r["correct"]:
-            modes[_mode_of(r)].append(r)
+            modes[_mode_of(r, layout)].append(r)
     ranked = sorted(modes.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:top]
     return [{"mode": m, "n": len(rs),
              "examples": [{"qid": r["qid"], "img_id": r["img_id"], "question": r["question"], "gt": r["gt"],
@@ -64,7 +90,7 @@ def _timings(records: list[dict[str, Any]], wall_s: float | None) -> tuple[dict[
             if isinstance(v, (int, float)):
                 stages[k].append(float(v))
     means = {k: sum(v) / len(v) for k, v in sorted(stages.items())}
-    busy = sum(stages.get("total", []))
+    busy = sum(stages.get(TOTAL_TIME, []))
     throughput = {"questions": len(records), "answer_s": busy,
                   "questions_per_s": len(records) / busy if busy > 0 else None, "wall_s": wall_s}
     return throughput, means
@@ -74,7 +100,8 @@ def build_report(meta: dict[str, Any], records: Iterable[dict[str, Any]], wall_s
     """The report of a run: accounting, RSVQA metrics, failures, failure modes and throughput."""
     expected = sorted(meta["expected_qids"])
     by_qid = {int(r["qid"]): r for r in records}
-    recs = [by_qid[q] for q in expected if q in by_qid]
+    layout = str(meta.get("layout"))
+    recs = rescore([by_qid[q] for q in expected if q in by_qid], layout)
     missing = [q for q in expected if q not in by_qid]
     throughput, means = _timings(recs, wall_s)
     return {
@@ -85,7 +112,7 @@ def build_report(meta: dict[str, Any], records: Iterable[dict[str, Any]], wall_s
                        "missing_qids": missing[:50], "complete": not missing},
         "metrics": summarize(recs, meta.get("types")),
         "failures": _failures(recs),
-        "failure_modes": failure_modes(recs),
+        "failure_modes": failure_modes(recs, layout),
         "throughput": throughput,
         "timings": means,
     }
@@ -161,7 +188,11 @@ def merge_runs(run_dirs: list[Path]) -> tuple[dict[str, Any], dict[int, dict[str
         diff = [k for k in keys if m.get(k) != metas[0].get(k)]
         if diff:
             raise ValueError(f"cannot merge runs that differ in {', '.join(diff)}")
-    n = metas[0].get("shard", [0, 1])[1]
+    counts = sorted({m.get("shard", [0, 1])[1] for m in metas})
+    if len(counts) > 1:
+        raise ValueError(f"cannot merge shards of different splits (N = {', '.join(map(str, counts))}): "
+                         f"merge the shards of one --shard I/N run")
+    n = counts[0]
     have = sorted({m.get("shard", [0, 1])[0] for m in metas})
     merged = {k: metas[0].get(k) for k in ("benchmark", *keys)}
     merged["shard"] = [0, 1] if have == list(range(n)) else None

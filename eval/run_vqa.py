@@ -96,16 +96,28 @@ def _check_resume(meta_path: Path, meta: dict[str, Any]) -> None:
         raise ValueError(f"--resume: {meta_path.parent} was run with different {', '.join(diff)}; use another --out")
 
 
+def _selected_types(text: str | None, layout: str, protocol: str) -> tuple[str, ...]:
+    """The question types of ``--types`` (default: the protocol's); unknown or no types are an error."""
+    if not text:
+        return GEOCHAT_TYPES[layout] if protocol == "geochat" else LAYOUTS[layout].types
+    types = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    valid = LAYOUTS[layout].types
+    unknown = [t for t in types if t not in valid]
+    if unknown or not types:
+        raise ValueError(f"--types {text!r}: {'unknown type(s) ' + ', '.join(unknown) if unknown else 'no type'}"
+                         f" for RSVQA-{layout.upper()}; valid types are {', '.join(valid)}")
+    return types
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) one evaluation and write its report."""
     if not args.data_root:
         raise ValueError(f"pass --data-root DIR (the RSVQA release folder) or set ${DATA_ROOT_ENV}")
     layout = detect_layout(Path(args.data_root)).name if args.layout == "auto" else args.layout
     split = args.split or (GEOCHAT_SPLIT[layout] if args.protocol == "geochat" else "test")
-    if args.types:
-        types = tuple(t.strip() for t in args.types.split(",") if t.strip())
-    else:
-        types = GEOCHAT_TYPES[layout] if args.protocol == "geochat" else LAYOUTS[layout].types
+    types = _selected_types(args.types, layout, args.protocol)
+    if args.limit is not None and args.limit <= 0:
+        raise ValueError(f"--limit must be a positive number of questions, got {args.limit}")
     if args.graft_weights is None:  # GRAFT trained on the release's kind of imagery
         args.graft_weights = LAYOUT_WEIGHTS[layout]
     data = load_rsvqa(args.data_root, split, layout)

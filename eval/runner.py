@@ -25,6 +25,7 @@ from graft_vqa.errors import GraftVQAError, TileError, WeightsError
 log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
+TOTAL_TIME = "total_s"  # the one total-time field of a record's timings: seconds the answerer took, as measured here
 
 
 class Answerer(Protocol):
@@ -115,11 +116,12 @@ def make_record(q: Question, layout: str, answer: Any = None, *, status: str | N
         status = "error"
     if not isinstance(value, (bool, int, float, str)) and value is not None:
         value = str(value)
-    timings["total"] = seconds
+    timings[TOTAL_TIME] = seconds  # replaces the engine's own total_s: one total per record
     return {
         "qid": q.qid, "img_id": q.img_id, "type": q.type, "question": q.question, "gt": q.gt,
         "prediction": prediction, "value": value,
-        "correct": (not failed) and is_correct(layout, q.type, q.gt, prediction, value),
+        # informational: the report re-scores every record with eval.metrics.is_correct
+        "correct": is_correct(layout, q.type, q.gt, prediction, value, failed=failed),
         "status": status, "error": error, "failed": failed,
         "program_id": program_id(program), "timings": timings,
     }

@@ -87,7 +87,7 @@ def test_answer_gets_text_overlay_program_and_geojson(tmp_path, shared_data):
     state, rgb, _, history = handle_upload(str(shared_data / "tiles" / TILE), None, [], 50, tmp_path)
     history, box, geojson, state = handle_question("How many buildings?", state, history, UISettings(),
                                                    EnginePool(lambda s: engine))
-    assert box == "" and engine.images == [state.tile_path]
+    assert box == "" and [image.path for image in engine.images] == [state.tile_path]
     contents = [m["content"] for m in history[-4:]]
     assert contents[0].startswith("**2**")
     overlay = np.asarray(Image.open(contents[1]["path"]))
@@ -164,3 +164,23 @@ def test_warnings_get_their_own_collapsed_message(tmp_path, shared_data):
     notes = [m for m in history if m.get("metadata", {}).get("title", "").startswith("2 warnings")]
     assert len(notes) == 1 and notes[0]["metadata"]["status"] == "done"
     assert warning in notes[0]["content"] and "SAM refinement is off" in notes[0]["content"]
+
+
+def test_the_tile_is_loaded_once_per_question_and_shared_by_both_engine_calls(tmp_path, shared_data, monkeypatch):
+    from graft_vqa import tile as tile_module
+    from graft_vqa.tile import Tile
+
+    class _PatchingEngine(_FixedEngine):
+        def image_patch(self, image):
+            self.images.append(image)
+
+    loads = []
+    real_load = tile_module.load_tile
+    state, _, _, history = handle_upload(str(shared_data / "tiles" / TILE), None, [], 50, tmp_path)
+    monkeypatch.setattr(tile_module, "load_tile", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    engine = _PatchingEngine(_answer())
+    history, *_ = handle_question("How many buildings?", state, history, UISettings(), EnginePool(lambda s: engine))
+    assert history[-4]["content"].startswith("**2**")
+    assert loads == [state.tile_path]
+    first, second = engine.images
+    assert isinstance(first, Tile) and first is second and first.path == state.tile_path

@@ -42,4 +42,4 @@ def test_real_engine_answers_the_first_questions_of_the_real_sample(tmp_path: Pa
     assert rep["accounting"]["complete"] and rep["system"]["graft_model"] == "graft-tiny"
     assert rep["system"]["graft_weights"] == "graft-sentinel-patch"  # LR is Sentinel-2 imagery
     assert "graft_sentinel_patch.ckpt" in proc.stderr  # the untrained warning names the file it looked for
-    assert rep["throughput"]["questions"] == 40 and rep["timings"]["total"] > 0
+    assert rep["throughput"]["questions"] == 40 and rep["timings"]["total_s"] > 0

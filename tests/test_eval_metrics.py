@@ -71,6 +71,11 @@ def test_lr_metrics_match_hand_computed_values(tmp_path: Path) -> None:
     assert m["area"] is None
     assert rep["failures"]["n"] == 1 and rep["failures"]["listed"][0]["question"] == "Is there a farmland?"
     assert rep["accounting"] == {"expected": 10, "answered": 10, "missing": 0, "missing_qids": [], "complete": True}
+    modes = {fm["mode"]: fm["n"] for fm in rep["failure_modes"]}
+    assert modes == {"comp: truth 'no', predicted 'yes'": 1,
+                     "count: truth between 1 and 10, predicted between 11 and 100": 1,
+                     "count: truth between 1 and 10, predicted 0": 1,
+                     "presence: program failed (error): NameError: name 'x' is not defined": 1}
 
 
 def test_hr_metrics_match_hand_computed_values(tmp_path: Path) -> None:
@@ -86,7 +91,12 @@ def test_hr_metrics_match_hand_computed_values(tmp_path: Path) -> None:
     assert m["area"]["mae"] == pytest.approx((10632 - 1520 + 12) / 2)
     assert rep["failures"]["by_status"] == {"timeout": 1}
     modes = {fm["mode"]: fm["n"] for fm in rep["failure_modes"]}
-    assert sum(modes.values()) == 4  # every wrong answer falls in exactly one mode
+    assert modes == {  # HR counts are scored exactly, so their mode names integers, not classes
+        "count: truth 4, predicted 5": 1,
+        "area: truth 0, predicted between 11 and 100": 1,
+        "area: program failed (timeout): program ran over 30 s": 1,
+        "presence: truth 'no', predicted 'yes'": 1,
+    }
 
 
 def test_numbers_are_parsed_from_release_and_engine_strings() -> None:
@@ -119,3 +129,39 @@ def test_correctness_is_numeric_not_string_match() -> None:
     assert not is_correct("hr", "area", "1000m2", "1001 m2")
     assert is_correct("hr", "count", "7", "7.0") and not is_correct("hr", "count", "7", "8")
     assert is_correct("lr", "presence", "yes", " Yes. ") and not is_correct("lr", "presence", "", "")
+
+
+@pytest.mark.parametrize("layout,qtype,gt,prediction", [
+    ("lr", "count", "1500", "more than 1000"),
+    ("lr", "count", "50", "between 11 and 100"),
+    ("lr", "count", "7", "Between 1 and 10."),
+    ("hr", "area", "10632m2", "more than 1000 m2"),
+    ("lr", "count", "more than 1000", "2500"),
+])
+def test_class_labels_as_answers_bin_to_their_own_class(layout, qtype, gt, prediction) -> None:
+    assert is_correct(layout, qtype, gt, prediction, None)
+
+
+def test_class_labels_of_another_class_are_wrong() -> None:
+    assert not is_correct("lr", "count", "1000", "more than 1000", None)
+    assert not is_correct("lr", "count", "5", "between 11 and 100", None)
+    assert not is_correct("lr", "count", "5", "yes", None)
+    assert not is_correct("lr", "presence", "yes", "yes", True, failed=True)
+
+
+def test_report_rescores_records_instead_of_trusting_stored_correct(tmp_path: Path) -> None:
+    root = write_rsvqa(tmp_path / "lr", "lr", [c[:4] for c in LR_CASES])
+    data = load_rsvqa(root, "test")
+    fake = ScriptedAnswerer({c[2]: c[4] for c in LR_CASES})
+    run(data, data.questions, fake, tmp_path / "out", load_image=fake.load_image, progress=False)
+    recs = list(read_predictions(tmp_path / "out" / "predictions.jsonl").values())
+    meta = {"layout": "lr", "split": "test", "protocol": "full", "types": list(data.layout.types),
+            "expected_qids": [q.qid for q in data.questions]}
+    honest = build_report(meta, recs)
+    lying = build_report(meta, [{**r, "correct": not r["correct"]} for r in recs])
+    assert lying["metrics"] == honest["metrics"] and lying["failure_modes"] == honest["failure_modes"]
+    assert honest["metrics"]["OA"] == pytest.approx(6 / 10)
+    # an old run whose label answer ("more than 1000") was scored wrong is re-scored right
+    old = [{**r, "prediction": "more than 1000", "value": None, "correct": False}
+           if r["question"] == "How many parkings are there?" else r for r in recs]
+    assert build_report(meta, old)["metrics"]["OA"] == pytest.approx(6 / 10)

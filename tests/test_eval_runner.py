@@ -91,6 +91,10 @@ def test_shards_are_image_disjoint_and_merge_to_the_unsharded_report(tmp_path: P
     assert main(["merge", *(str(tmp_path / f"s{i}") for i in range(3)), "--out", str(tmp_path / "m")]) == 0
     assert _report(tmp_path / "m") == _report(tmp_path / "all")
     assert main(["merge", str(tmp_path / "s0"), "--out", str(tmp_path / "m0")]) == 1  # shards missing
+    assert main([*base, "--shard", "1/2", "--out", str(tmp_path / "h1")]) == 0
+    assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "h1"), "--out", str(tmp_path / "mx")]) == 2
+    timings = [r["timings"] for r in _lines(tmp_path / "s0")]
+    assert all("total_s" in t and "total" not in t for t in timings)  # one total-time field
 
 
 def test_each_image_is_loaded_once_and_its_questions_asked_in_a_row(tmp_path: Path) -> None:
@@ -149,3 +153,19 @@ def test_bad_input_gets_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["--data-root", str(root), "--limit", "2", "--out", str(tmp_path / "r"), "--resume", *FAKE]) == 2
     assert "different limit" in capsys.readouterr().err
     assert main(["--data-root", str(root), "--shard", "3/2", "--out", str(tmp_path / "s"), *FAKE]) == 2
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--types", "presence,comparison"], "comparison"),
+    (["--types", ","], "no type"),
+    (["--limit", "0"], "--limit"),
+    (["--limit", "-3"], "--limit"),
+])
+def test_bad_selection_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture, extra, message) -> None:
+    root = write_rsvqa(tmp_path / "d", "lr", random_items("lr", 1, 2, 3))
+    assert main(["--data-root", str(root), "--out", str(tmp_path / "o"), *extra, *FAKE]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    if "--types" in extra:
+        assert "presence, comp, count, rural_urban" in err  # names the valid types
+    assert not (tmp_path / "o" / "predictions.jsonl").exists()

@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from pyproj import Geod, Transformer
 from shapely.geometry import Polygon
 
-from graft_vqa.errors import AreaUnavailableError
+from graft_vqa.errors import AreaUnavailableError, UnsupportedTileError
 from graft_vqa.tile import Tile, load_tile
+
+from .fixtures.geo import lonlat_rect, map_rect_ring
 
 WGS84_A = 6378137.0
 WGS84_F = 1 / 298.257223563
@@ -27,15 +31,6 @@ def _metres_per_degree(lat_deg: float) -> tuple[float, float]:
     return math.radians(1) * n * math.cos(phi), math.radians(1) * m
 
 
-def _lonlat_rect(west: float, south: float, east: float, north: float, n: int = 2000):
-    """A lon/lat rectangle bounded by parallels and meridians, densified so geodesic edges follow them."""
-    xs = np.linspace(west, east, n)
-    ys = np.linspace(north, south, n)
-    lons = np.concatenate([xs, np.full(n, east), xs[::-1], np.full(n, west)])
-    lats = np.concatenate([np.full(n, north), ys, np.full(n, south), ys[::-1]])
-    return lons, lats
-
-
 @pytest.mark.parametrize("name, epsg, gsd", [
     ("neon_osbs_029_10cm.tif", 32617, 0.1),  # README: EPSG:32617, 0.1 m
     ("rgbn_5m_utm18n.tif", 32618, 5.0),  # README: EPSG:32618, 5 m
@@ -48,11 +43,19 @@ def test_projected_tiles(shared_data, name, epsg, gsd):
     assert tile.crs.to_epsg() == epsg
     assert tile.georeferenced and tile.has_area and not tile.is_geographic
     assert (tile.height, tile.width, tile.count) == (h, w, count)
-    assert tile.gsd_m == pytest.approx(gsd, rel=1e-9)
-    assert tile.pixel_area_m2 == pytest.approx(gsd * gsd, rel=1e-9)
+    # rel 2e-3: ground areas divide the grid area by UTM's areal scale (k0 = 0.9996 on the central
+    # meridian, growing away from it), so they differ from gsd² by ~0.06-0.1 % on these tiles
+    assert tile.gsd_m == pytest.approx(gsd, rel=2e-3)
+    assert tile.pixel_area_m2 == pytest.approx(gsd * gsd, rel=2e-3)
     mask = np.zeros((h, w), bool)
     mask[10:30, 5:45] = True
-    assert tile.area_m2(mask) == pytest.approx(20 * 40 * gsd * gsd, rel=1e-9)
+    assert tile.area_m2(mask) == pytest.approx(20 * 40 * gsd * gsd, rel=2e-3)
+    # the whole tile against the geodesic area of its outline in lon/lat (5 m cells: ~1e-9 precise)
+    to_lonlat = Transformer.from_crs(epsg, 4326, always_xy=True)
+    with rasterio.open(path) as ds:
+        lons, lats = to_lonlat.transform(*map_rect_ring(ds.transform, 0, 0, w, h))
+    expected = abs(Geod(ellps="WGS84").polygon_area_perimeter(lons, lats)[0])
+    assert tile.area_m2(np.ones((h, w), bool)) == pytest.approx(expected, rel=1e-5)
     rgb = tile.rgb()
     assert rgb.shape == (h, w, 3) and rgb.dtype == np.uint8
 
@@ -99,7 +102,7 @@ def test_epsg4326_tile_geodesic_areas(shared_data):
     top, bottom = tile.pixel_area_map()[0, 0], tile.pixel_area_map()[-1, 0]
     assert top < bottom  # further north, smaller cells: not degrees times a constant
     # whole tile against the bounding lon/lat rectangle, geodesic and equal-area projection
-    lons, lats = _lonlat_rect(west, south, east, north)
+    lons, lats = lonlat_rect(west, south, east, north)
     total_geod = abs(geod.polygon_area_perimeter(lons, lats)[0])
     full = np.ones((h, w), bool)
     assert tile.area_m2(full) == pytest.approx(total_geod, rel=1e-7)
@@ -110,7 +113,7 @@ def test_epsg4326_tile_geodesic_areas(shared_data):
     # southern half only
     half = np.zeros((h, w), bool)
     half[h // 2:] = True
-    lons2, lats2 = _lonlat_rect(west, south, east, t.f + t.e * (h // 2))
+    lons2, lats2 = lonlat_rect(west, south, east, t.f + t.e * (h // 2))
     assert tile.area_m2(half) == pytest.approx(abs(geod.polygon_area_perimeter(lons2, lats2)[0]),
                                                rel=1e-7)
     # GSD at the centre from closed-form radii of curvature
@@ -201,7 +204,7 @@ def test_cog_reads_like_the_source(shared_data, tmp_path):
     rio_copy(src, cog, driver="COG", compress="deflate", blocksize=128)
     a, b = load_tile(src), load_tile(cog)
     np.testing.assert_array_equal(a.rgb(), b.rgb())
-    assert b.crs == a.crs and b.gsd_m == pytest.approx(0.1) and b.transform == a.transform
+    assert b.crs == a.crs and b.gsd_m == a.gsd_m and b.transform == a.transform
 
 
 def test_arrays_are_owned_and_read_only():
@@ -211,3 +214,77 @@ def test_arrays_are_owned_and_read_only():
     assert (tile.pixels() == 9).all() and (tile.rgb() == 9).all()
     assert not tile.pixels().flags.writeable and not tile.rgb().flags.writeable
     assert arr.flags.writeable
+
+
+def _write_mercator_tile(path, side: int = 64, pixel: float = 20.0, lat: float = 60.0) -> None:
+    """A small EPSG:3857 GeoTIFF whose centre lies at (10°E, ``lat``), ``pixel`` map units per pixel."""
+    x, y = Transformer.from_crs(4326, 3857, always_xy=True).transform(10.0, lat)
+    half = side * pixel / 2
+    tr = Affine(pixel, 0.0, x - half, 0.0, -pixel, y + half)
+    with rasterio.open(path, "w", driver="GTiff", width=side, height=side, count=3, dtype="uint8",
+                       crs="EPSG:3857", transform=tr) as ds:
+        ds.write(np.full((3, side, side), 120, np.uint8))
+
+
+def test_web_mercator_areas_are_ground_areas(tmp_path):
+    path = tmp_path / "mercator_60n.tif"
+    _write_mercator_tile(path)
+    tile = load_tile(path)
+    with rasterio.open(path) as ds:
+        t, h, w = ds.transform, ds.height, ds.width
+    to_lonlat = Transformer.from_crs(3857, 4326, always_xy=True)
+    geod = Geod(ellps="WGS84")
+    lons, lats = to_lonlat.transform(*map_rect_ring(t, 0, 0, w, h))
+    expected = abs(geod.polygon_area_perimeter(lons, lats)[0])
+    total = tile.area_m2(np.ones((h, w), bool))
+    assert total == pytest.approx(expected, rel=1e-5)
+    assert total < (w * t.a) * (h * t.a) / 3.9  # the plane area is ~4x too large at 60°N
+    # southern half: cells grow southwards, row by row
+    half = np.zeros((h, w), bool)
+    half[h // 2:] = True
+    lons2, lats2 = to_lonlat.transform(*map_rect_ring(t, 0, h // 2, w, h))
+    assert tile.area_m2(half) == pytest.approx(abs(geod.polygon_area_perimeter(lons2, lats2)[0]), rel=1e-5)
+    assert tile.pixel_area_map()[0, 0] < tile.pixel_area_map()[-1, 0]
+    # GSD: mean geodesic length of one column step and one row step at the centre (~10 m, not 20)
+    lon0, lat0 = to_lonlat.transform(*(t @ (w / 2, h / 2)))
+    steps = [geod.inv(lon0, lat0, *to_lonlat.transform(*(t @ (w / 2 + dc, h / 2 + dr))))[2]
+             for dc, dr in ((1, 0), (0, 1))]
+    assert tile.gsd_m == pytest.approx(sum(steps) / 2, rel=1e-6)
+
+
+def test_row_areas_are_fast_and_cached(tmp_path):
+    path = tmp_path / "tall.tif"
+    tr = Affine(1.0, 0.0, 500000.0, 0.0, -1.0, 7000000.0)
+    with rasterio.open(path, "w", driver="GTiff", width=16, height=5000, count=1, dtype="uint8",
+                       crs="EPSG:32633", transform=tr) as ds:
+        ds.write(np.ones((1, 5000, 16), np.uint8))
+    tile = load_tile(path)
+    t0 = time.perf_counter()
+    areas = tile.pixel_area_map()
+    elapsed = time.perf_counter() - t0
+    assert areas.shape == (5000, 1) and elapsed < 0.1, f"{elapsed * 1000:.0f} ms for 5,000 rows"
+    assert tile.pixel_area_map() is areas
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "ten"])
+def test_bad_explicit_gsd_is_an_unsupported_tile(bad):
+    with pytest.raises(UnsupportedTileError, match="gsd_m must be a positive"):
+        load_tile(np.zeros((20, 20, 3), np.uint8), gsd_m=bad)
+
+
+def test_key_includes_explicit_gsd(shared_data):
+    path = shared_data / "rsvqa_lr_sample" / "Images_LR" / "0.tif"
+    keys = {load_tile(path).key, load_tile(path, gsd_m=10.0).key, load_tile(path, gsd_m=5.0).key}
+    assert len(keys) == 3
+    assert load_tile(path, gsd_m=10.0).key == load_tile(path, gsd_m=10.0).key
+    assert load_tile(load_tile(path), gsd_m=5.0).key == load_tile(path, gsd_m=5.0).key
+
+
+def test_load_tile_opens_the_file_once(shared_data, monkeypatch):
+    from graft_vqa.tiles import sources
+
+    opened = []
+    real_open = sources.rasterio.open
+    monkeypatch.setattr(sources.rasterio, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    tile = load_tile(shared_data / "tiles" / "rgbn_5m_utm18n.tif")
+    assert len(opened) == 1 and tile.count == 4

@@ -13,6 +13,8 @@ from rasterio.windows import Window
 from graft_vqa.errors import UnsupportedTileError
 from graft_vqa.tile import load_tile
 
+from .fixtures.geo import lonlat_rect
+
 SIDE = 20_000
 BLOCK = 512
 
@@ -72,9 +74,7 @@ def test_crop_window_and_areas_without_loading(huge_tif):
     t = tile.transform
     west, north = t.c, t.f
     east, south = west + SIDE * t.a, north + SIDE * t.e
-    xs, ys = np.linspace(west, east, 2000), np.linspace(north, south, 2000)
-    lons = np.concatenate([xs, np.full(2000, east), xs[::-1], np.full(2000, west)])
-    lats = np.concatenate([np.full(2000, north), ys, np.full(2000, south), ys[::-1]])
+    lons, lats = lonlat_rect(west, south, east, north)
     expected = abs(Geod(ellps="WGS84").polygon_area_perimeter(lons, lats)[0])
     total = float(tile.pixel_area_map().sum() * SIDE)
     assert total == pytest.approx(expected, rel=1e-7)

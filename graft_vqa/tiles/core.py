@@ -66,9 +66,11 @@ class Tile:
 
     @property
     def key(self) -> str:
-        """Stable id for caches: file path+mtime+size or array hash, plus band choice."""
+        """Stable id for caches: file path+mtime+size or array hash, plus band choice and an
+        explicit ``gsd_m`` (the same file with another ``gsd_m`` has other areas)."""
         if self._key is None:
-            self._key = self._source.key(f"bands={self.bands}")
+            gsd = f";gsd_m={self._geo.gsd_m!r}" if self._geo.explicit_gsd else ""
+            self._key = self._source.key(f"bands={self.bands}{gsd}")
         return self._key
 
     @property

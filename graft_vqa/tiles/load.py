@@ -57,10 +57,8 @@ def load_tile(image: Any, *, gsd_m: float | None = None,
         return image.with_options(gsd_m=gsd_m, bands=bands)
     if isinstance(image, (str, os.PathLike)):
         source: FileSource | ArraySource = FileSource(check_path(image))
-        meta = source.meta()
         what = str(source.path)
-        _check_meta(meta, what)
-        source.probe()
+        meta = source.meta(check=lambda m: _check_meta(m, what))
         if meta.crs is None and not meta.transform.almost_equals(Affine.identity()):
             log.warning("%s has a transform but no CRS: treated as not georeferenced", what)
     else:

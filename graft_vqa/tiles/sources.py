@@ -11,7 +11,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import rasterio
@@ -67,22 +67,25 @@ class FileSource:
             with ds:
                 yield ds
 
-    def meta(self) -> RasterMeta:
-        """Read the header (and check that the last block is readable)."""
+    def meta(self, check: Callable[[RasterMeta], None] | None = None) -> RasterMeta:
+        """Read the header, run ``check`` on it, then read the last block so that truncated files
+        fail at load time, not later; the file is opened once for all three."""
         with self.open() as ds:
             info = BandInfo(tuple(ds.descriptions), tuple(c.name for c in ds.colorinterp))
-            return RasterMeta(ds.height, ds.width, ds.count, np.dtype(ds.dtypes[0]),
+            meta = RasterMeta(ds.height, ds.width, ds.count, np.dtype(ds.dtypes[0]),
                               ds.crs, ds.transform, ds.nodata, info)
+            if check is not None:
+                check(meta)
+            self._probe(ds)
+            return meta
 
-    def probe(self) -> None:
-        """Read the last block so that truncated files fail at load time, not later."""
-        with self.open() as ds:
-            if ds.height == 0 or ds.width == 0:
-                return
-            bh, bw = ds.block_shapes[0]
-            win = Window(max(0, ds.width - bw), max(0, ds.height - bh), min(bw, ds.width),
-                         min(bh, ds.height))
-            self._read(ds, win)
+    def _probe(self, ds: Any) -> None:
+        if ds.height == 0 or ds.width == 0:
+            return
+        bh, bw = ds.block_shapes[0]
+        win = Window(max(0, ds.width - bw), max(0, ds.height - bh), min(bw, ds.width),
+                     min(bh, ds.height))
+        self._read(ds, win)
 
     def _read(self, ds: Any, window: Window | None) -> np.ndarray:
         try:

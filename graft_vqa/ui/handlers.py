@@ -123,10 +123,13 @@ def handle_question(question: str, state: SessionState | None, history: list[dic
         engine, lock = pool.get(settings)
         with lock:
             progress(0.2, desc="Loading models and tile features")
+            from graft_vqa.tile import load_tile
+
+            tile = load_tile(state.tile_path)  # once per question: the engine takes the Tile as is
             if hasattr(engine, "image_patch"):
-                engine.image_patch(state.tile_path)
+                engine.image_patch(tile)
             progress(0.5, desc="Planning and running the program")
-            answer = engine.ask(state.tile_path, question)
+            answer = engine.ask(tile, question)
         progress(0.9, desc="Drawing the detections")
         geojson = _answer_messages(history, state, answer)
     except Exception as exc:  # noqa: BLE001 - the server keeps serving

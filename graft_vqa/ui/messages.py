@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 SUPPORTED_FORMATS = "a GeoTIFF (.tif/.tiff), PNG or JPEG"
 _REPHRASE = ("Try one of the example questions (\"How many buildings are there?\", \"Is there a water area?\"), "
              "or choose the OpenAI-compatible planner in Settings for free-form questions.")
+_PLANNER_ADVICE = ("Check the planner's base URL and model in Settings and that the server is running, "
+                   "or switch the planner to \"rules\".")
 
 # (error class, what to do) — first match wins, so subclasses come before their bases
 _ADVICE: tuple[tuple[type[BaseException], str], ...] = (
@@ -38,15 +40,13 @@ _ADVICE: tuple[tuple[type[BaseException], str], ...] = (
                       "with --trust-checkpoint."),
     (WeightsError, "Check the weights options the app was started with."),
     (QuestionNotUnderstoodError, _REPHRASE),
-    (PlannerError, "Check the planner's base URL and model in Settings and that the server is running, "
-                   "or switch the planner to \"rules\"."),
+    (PlannerError, _PLANNER_ADVICE),
 )
 
 # failed Answer.status -> (title, what to do)
 _STATUS_ADVICE: dict[str, tuple[str, str]] = {
     "not_understood": ("The question was not understood", _REPHRASE),
-    "planner_error": ("The planner failed", "Check the planner's base URL and model in Settings and that the "
-                                            "server is running, or switch the planner to \"rules\"."),
+    "planner_error": ("The planner failed", _PLANNER_ADVICE),
     "refused": ("The generated program was refused by the sandbox",
                 "Rephrase the question more simply, or use the rule planner."),
     "timeout": ("The program took too long", "Ask about fewer objects or upload a smaller tile."),
