@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 AnswerKind = Literal["bool", "count", "area_m2", "text"]
+Ring = list[tuple[float, float]]  # closed ring of (col, row) pixel coordinates
 
 
 class Detection(BaseModel):
@@ -15,9 +16,29 @@ class Detection(BaseModel):
     score: float  # best GRAFT cosine score inside the instance
     box: tuple[int, int, int, int]  # (left, top, right, bottom) in pixel columns/rows, exclusive ends
     area_m2: float | None = None  # None when the tile has no georeferencing and no gsd_m
-    polygon_px: list[list[tuple[float, float]]] = Field(default_factory=list)  # rings, (col, row)
+    polygons_px: list[list[Ring]] = Field(default_factory=list)  # polygons, each [exterior, *holes]
     geometry: dict[str, Any] | None = None  # GeoJSON geometry in the tile's CRS, when georeferenced
     refined: bool = False  # True when SAM refined the mask
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_polygon(cls, data: Any) -> Any:
+        """Accept the older ``polygon_px=[exterior, *holes]`` (one polygon) as ``polygons_px``."""
+        if isinstance(data, dict) and "polygon_px" in data:
+            data = dict(data)
+            rings = data.pop("polygon_px")
+            data.setdefault("polygons_px", [rings] if rings else [])
+        return data
+
+    def geometry_px(self) -> dict[str, Any]:
+        """GeoJSON geometry in pixel coordinates: Polygon, MultiPolygon, or the box without polygons."""
+        polygons = [[[list(p) for p in ring] for ring in poly] for poly in self.polygons_px if poly]
+        if not polygons:
+            left, top, right, bottom = self.box
+            polygons = [[[[left, top], [right, top], [right, bottom], [left, bottom], [left, top]]]]
+        if len(polygons) == 1:
+            return {"type": "Polygon", "coordinates": polygons[0]}
+        return {"type": "MultiPolygon", "coordinates": polygons}
 
 
 class Answer(BaseModel):
@@ -52,7 +73,7 @@ class Answer(BaseModel):
             if d.geometry is not None and not pixel:
                 geometry = d.geometry
             else:
-                geometry = {"type": "Polygon", "coordinates": [[list(p) for p in ring] for ring in d.polygon_px]}
+                geometry = d.geometry_px()
             features.append({
                 "type": "Feature",
                 "geometry": geometry,

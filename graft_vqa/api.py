@@ -6,7 +6,6 @@ lets a program call: only members marked with :func:`api` are reachable from a p
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any, Callable, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,21 +26,11 @@ def api_members(cls: type) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _api_members(cls: type) -> tuple[tuple[str, Any], ...]:
+    # Base classes first; within a class, vars() keeps definition (source) order.
     members: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         for name, member in vars(klass).items():
             target = member.fget if isinstance(member, property) else member
             if getattr(target, _API_FLAG, False):
                 members[name] = member
-    def order(item: tuple[str, Any]) -> int:
-        target = item[1].fget if isinstance(item[1], property) else item[1]
-        try:
-            return inspect.getsourcelines(target)[1]
-        except (OSError, TypeError):
-            return 0
-    return tuple(sorted(members.items(), key=order))
-
-
-def is_api_property(cls: type, name: str) -> bool:
-    """True when ``name`` is an API-marked property of ``cls`` (read as an attribute, not called)."""
-    return isinstance(api_members(cls).get(name), property)
+    return tuple(members.items())

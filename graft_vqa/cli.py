@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from graft_vqa import __version__, weights
-from graft_vqa.config import EngineConfig, FindConfig
+from graft_vqa.config import GRAFT_MODEL_NAMES, EngineConfig, FindConfig
 from graft_vqa.errors import GraftVQAError
 
 log = logging.getLogger("graft_vqa")
@@ -23,12 +24,21 @@ EPILOG = """examples:
 """
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of metres, got {text}")
+    return value
+
+
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """Model, weights and planner options shared by ``ask`` and the app."""
-    from graft_models import GRAFT_MODELS
-
     group = parser.add_argument_group("models and weights")
-    group.add_argument("--graft-model", default="graft-vitb16", choices=list(GRAFT_MODELS),
+    group.add_argument("--graft-model", default="graft-vitb16", choices=list(GRAFT_MODEL_NAMES),
                        help="GRAFT architecture (default: %(default)s)")
     group.add_argument("--graft-weights", default=None,
                        choices=[n for n, s in weights.WEIGHTS.items() if s.kind == "graft"],
@@ -48,7 +58,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     find.add_argument("--threshold", type=float, default=FindConfig.threshold,
                       help="cosine score threshold (default: %(default)s)")
     find.add_argument("--refine", default="sam", choices=["sam", "none"], help="SAM refinement of instances")
-    find.add_argument("--gsd-m", type=float, help="ground sample distance for images without georeferencing")
+    find.add_argument("--gsd-m", type=positive_float, metavar="METRES", help="ground sample distance for images without georeferencing")
     plan = parser.add_argument_group("planner")
     plan.add_argument("--planner", default="rules", choices=["rules", "openai"],
                       help="offline rule planner or an OpenAI-compatible LLM (default: %(default)s)")

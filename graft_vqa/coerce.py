@@ -72,7 +72,7 @@ def _coerce_str(value: str) -> Coerced:
         return Coerced("yes", True, "bool")
     if text in _NO:
         return Coerced("no", False, "bool")
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() is True too, but int("²") fails
         return Coerced(str(int(text)), int(text), "count")
     area = re.fullmatch(r"(\d+(?:\.\d+)?)\s*m(?:2|²)", text)
     if area:

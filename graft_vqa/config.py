@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# Names of graft_models.GRAFT_MODELS, without importing torch (tests check that they agree).
+GRAFT_MODEL_NAMES: tuple[str, ...] = ("graft-vitb16", "graft-tiny")
+
 
 @dataclass
 class FindConfig:
@@ -35,4 +38,4 @@ class EngineConfig:
     sandbox_timeout_s: float = 30.0  # wall-clock limit per program
     sandbox_call_budget: int = 200  # ImagePatch calls per program
     planner_attempts: int = 3  # LLM planner: attempts with the error fed back
-    cache_dir: str | None = None  # program cache (default: $GRAFT_VQA_HOME/programs)
+    cache_dir: str | None = None  # program cache folder; None: $GRAFT_VQA_HOME/programs (weights.home())

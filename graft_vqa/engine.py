@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from graft_vqa import weights
 from graft_vqa.answer import Answer
 from graft_vqa.coerce import coerce
 from graft_vqa.config import EngineConfig
@@ -41,11 +42,12 @@ class Engine:
         self._scorer = scorer
         self._refiner = refiner
         self._refiner_ready = refiner is not None
+        self._sam_missing: str | None = None  # why SAM is off, said by each tile's context when find runs
         self._planner = planner
         self._warnings: list[str] = []  # engine-wide warnings, carried by every answer
         self._roots: OrderedDict[str, Any] = OrderedDict()
         self._programs: dict[str, Any] = {}  # normalised question -> Program, for this engine's life
-        self._disk_cache: Any = None  # ProgramCache when config.cache_dir is set
+        self._disk_cache: Any = None  # ProgramCache in config.cache_dir (default $GRAFT_VQA_HOME/programs)
 
     # --- lazily built parts --------------------------------------------------------------------
     @property
@@ -65,7 +67,10 @@ class Engine:
                 from graft_vqa.models import build_default_refiner
 
                 self._refiner, warnings = build_default_refiner(self.config)
-                self._warnings.extend(warnings)
+                if self._refiner is None and warnings:
+                    self._sam_missing = warnings[0]  # said by the context, once per tile that runs find
+                else:
+                    self._warnings.extend(warnings)
         return self._refiner
 
     @property
@@ -84,16 +89,15 @@ class Engine:
     # --- tiles ---------------------------------------------------------------------------------
     def image_patch(self, image: Any) -> Any:
         """The root :class:`ImagePatch` for ``image`` (path, array, PIL image or Tile), cached per tile."""
-        from graft_vqa.image_patch import ImagePatch, PatchContext
+        from graft_vqa.image_patch import SAM_MISSING, ImagePatch, PatchContext
         from graft_vqa.tile import load_tile
 
         tile = load_tile(image, gsd_m=self.config.gsd_m)
         root = self._roots.get(tile.key)
         if root is None:
-            find = self.config.find
-            if find.refine == "sam" and self.refiner is None:  # the engine has said why already
-                find = dataclasses.replace(find, refine="none")
-            context = PatchContext(tile=tile, scorer=self.scorer, refiner=self.refiner, config=find)
+            refiner = self.refiner  # built first: it sets why SAM is missing
+            context = PatchContext(tile=tile, scorer=self.scorer, refiner=refiner, config=self.config.find,
+                                   sam_missing=self._sam_missing or SAM_MISSING)
             root = ImagePatch(tile, context=context)
             self._roots[tile.key] = root
             while len(self._roots) > _TILES_KEPT:
@@ -121,8 +125,8 @@ class Engine:
             return executions[source].status == "ok", executions[source].error
 
         check = None if root is None or getattr(self.planner, "deterministic", False) else run
-        if self._disk_cache is None and self.config.cache_dir is not None:
-            self._disk_cache = ProgramCache(self.config.cache_dir)
+        if self._disk_cache is None:
+            self._disk_cache = ProgramCache(self.config.cache_dir or weights.home() / "programs")
         program = plan_cached(self.planner, question, self._disk_cache, run=check,
                               max_attempts=self.config.planner_attempts)
         self._programs[key] = program
@@ -163,6 +167,11 @@ class Engine:
             coerced = coerce(execution.value, program=program.source)
         except ProgramError as exc:
             return self._failed(question, program.source, "error", str(exc), timings, root)
+        except Exception as exc:  # noqa: BLE001 - an odd return value must fail the answer, not the caller
+            log.exception("could not read the program's return value %r", execution.value)
+            return self._failed(question, program.source, "error",
+                                f"could not read the program's return value ({type(exc).__name__}: {exc})",
+                                timings, root)
         timings["total_s"] = time.perf_counter() - start
         return Answer(question=question, answer=coerced.answer, value=coerced.value, kind=coerced.kind,
                       program=program.source, detections=root.context.question_detections(),

@@ -7,6 +7,7 @@ Only members marked with :func:`graft_vqa.api.api` are reachable from a program.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,13 @@ from graft_vqa.api import api
 from graft_vqa.config import FindConfig
 from graft_vqa.errors import AreaUnavailableError, GraftVQAError
 from graft_vqa.perception import geometry
-from graft_vqa.perception.components import Box, Instance, find_instances, mask_box
+from graft_vqa.perception.components import Box, Instance, box_mask, find_instances, mask_box
 from graft_vqa.perception.scorer import resize_maps
 
 log = logging.getLogger(__name__)
+
+RELATIONS = ("is_left_of", "is_right_of", "is_above", "is_below", "is_next_to")
+"""The relation methods ``ImagePatch.filter_related`` accepts by name."""
 
 SAM_MISSING = ("SAM refinement was asked for (refine='sam') but no SAM model is available: "
                "instances are the thresholded components; put SAM weights in place to refine them")
@@ -30,14 +34,14 @@ SAM_MISSING = ("SAM refinement was asked for (refine='sam') but no SAM model is 
 
 @dataclass
 class PatchContext:
-    """What every patch of one tile shares: models, settings, caches, warnings and detections."""
+    """What every patch of one tile shares: models, settings, caches, warnings and this question's finds."""
 
     tile: Any  # graft_vqa.tile.Tile
     scorer: Any  # score_maps(tile, queries) (and optionally score_image(tile, options))
     refiner: Any = None  # SamRefiner, or None for no refinement
     config: FindConfig = field(default_factory=FindConfig)  # find settings
     warnings: list[str] = field(default_factory=list)  # said once each
-    _made: list[Any] = field(default_factory=list, repr=False)  # every found ImagePatch, in order
+    sam_missing: str = SAM_MISSING  # said when refine="sam" but refiner is None (the engine says why)
     _maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # name -> (H, W) scores
     _found: dict[tuple, list[Instance]] = field(default_factory=dict, repr=False)  # (box, name) -> instances
     _question: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)  # this question's finds
@@ -63,10 +67,8 @@ class PatchContext:
         key = (box, name)
         if key not in self._found:
             if self.config.refine == "sam" and self.refiner is None:
-                self.warn_once(SAM_MISSING)
-            region = np.zeros((self.tile.height, self.tile.width), dtype=bool)
-            left, top, right, bottom = box
-            region[top:bottom, left:right] = True
+                self.warn_once(self.sam_missing)
+            region = box_mask((self.tile.height, self.tile.width), box)
             self._found[key] = find_instances(self.tile, self.score_map(name), self.config,
                                               refiner=self.refiner, region=region)
         return self._found[key]
@@ -76,12 +78,6 @@ class PatchContext:
         :class:`Detection` objects only when asked for (polygons cost time)."""
         if key not in self._question:
             self._question[key] = patches
-            self._made.extend(patches)
-
-    @property
-    def detections(self) -> list[Detection]:
-        """Every detection made in this context, in order."""
-        return [p.detection() for p in self._made]
 
     def begin_question(self) -> None:
         """Start a new question: ``question_detections`` restarts empty (caches are kept)."""
@@ -317,37 +313,50 @@ class ImagePatch:
 
         Example: `any(b.is_next_to(r) for b in buildings for r in roads)`
         """
-        if max_gap_m is None:
-            if self._metric_polygon() is None:  # no scale at all: 2 pixels
-                return float(self.polygon_px.distance(other.polygon_px)) <= 2.0
-            max_gap_m = 2.0 * float(self.tile.gsd_m)
+        if max_gap_m is None:  # 2 pixels, measured on the pixel grid (the same with or without a scale)
+            return float(self.polygon_px.distance(other.polygon_px)) <= 2.0 * (1 + 1e-9)
         return self.distance_m(other) <= float(max_gap_m) * (1 + 1e-9) + 1e-9  # float slack
 
+    @api
+    def filter_related(self, patches: list["ImagePatch"], relation: str,
+                       others: list["ImagePatch"]) -> list["ImagePatch"]:
+        """The patches of `patches` that are `relation` ("is_left_of", "is_right_of", "is_above",
+        "is_below" or "is_next_to") at least one patch of `others`, in one call instead of one per
+        pair. A patch is never related to itself, so one `find` list may be passed twice.
+
+        Example: `near_road = image_patch.filter_related(buildings, "is_next_to", image_patch.find("road"))`
+        """
+        if relation not in RELATIONS:
+            raise ValueError(f"unknown relation {relation!r}; use one of: {', '.join(RELATIONS)}")
+        kind = type(self)
+        if not all(isinstance(p, kind) for p in [*patches, *others]):
+            raise TypeError("filter_related takes two lists of ImagePatch (from find) and a relation name")
+        return [p for p in patches if any(o is not p and getattr(p, relation)(o) for o in others)]
+
     # --- geometry and export -----------------------------------------------------------------
-    @property
+    @functools.cached_property
     def polygon_px(self) -> Any:
-        """Outline in pixel coordinates (col, row) from the top-left corner (shapely)."""
+        """Outline in pixel coordinates (col, row) from the top-left corner (shapely), traced once."""
         if self.mask is None:
             return geometry.box_polygon(self.box)
         return geometry.mask_polygon(self.mask)
 
-    @property
+    @functools.cached_property
     def polygon(self) -> Any:
         """Outline in the tile's CRS via its transform (pixel coordinates when not georeferenced)."""
-        if self.mask is None:
-            return geometry.box_polygon(self.box, self.tile.transform)
-        return geometry.mask_polygon(self.mask, self.tile.transform)
+        return geometry.to_map(self.polygon_px, self.tile.transform)
+
+    @functools.cached_property
+    def _metric(self) -> Any:
+        return geometry.metric_geometry(self.polygon_px, self.tile)
 
     def _metric_polygon(self) -> Any:
-        return geometry.metric_geometry(self.polygon_px, self.tile)
+        return self._metric
 
     def _region_mask(self) -> np.ndarray:
         if self.mask is not None:
             return self.mask
-        region = np.zeros((self.tile.height, self.tile.width), dtype=bool)
-        left, top, right, bottom = self.box
-        region[top:bottom, left:right] = True
-        return region
+        return box_mask((self.tile.height, self.tile.width), self.box)
 
     @api
     def to_geojson(self) -> dict:
@@ -360,13 +369,10 @@ class ImagePatch:
 
     def detection(self) -> Detection:
         """This patch as an :class:`~graft_vqa.answer.Detection` for ``Answer.detections``."""
-        px = self.polygon_px
-        rings = [list(p.exterior.coords) for p in getattr(px, "geoms", [px]) if not p.is_empty]
         geo = mapping(self.polygon) if self.tile.crs is not None else None
         return Detection(name=self.name or "", score=float(self.score or 0.0), box=self.box,
                          area_m2=self.area_m2 if self.tile.has_area else None,
-                         polygon_px=[[(float(x), float(y)) for x, y in r] for r in rings],
-                         geometry=geo, refined=self.refined)
+                         polygons_px=geometry.polygon_rings(self.polygon_px), geometry=geo, refined=self.refined)
 
 
 

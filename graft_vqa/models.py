@@ -14,40 +14,65 @@ from graft_vqa.errors import WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
+CLIP_WEIGHTS = "clip-vitb16"  # the weights entry (and text model name) of GRAFT's text tower
 UNTRAINED_WARNING = ("{what} weights were not found and random weights are used (allow_untrained): "
                      "answers are NOT meaningful. {hint}")
 
 
-def _untrained(what: str, name: str) -> str:
-    message = UNTRAINED_WARNING.format(what=what, hint=weights.missing_message(name).split(". To run")[0] + ".")
+def _untrained(what: str, hint: str) -> str:
+    message = UNTRAINED_WARNING.format(what=what, hint=hint)
     log.warning(message)
     return message
 
 
-def build_default_scorer(config: EngineConfig) -> tuple[Any, list[str]]:
-    """The GRAFT pixel-level scorer: GRAFT checkpoint + CLIP ViT-B/16 text tower."""
-    from graft_models import build_graft, build_text_encoder, load_graft
-    from graft_vqa.perception.scorer import GraftScorer
+def _graft_model(config: EngineConfig) -> tuple[Any, list[str]]:
+    """The configured GRAFT architecture with the found checkpoint (a mismatch is a CheckpointError)."""
+    from graft_models import build_graft
 
-    warnings: list[str] = []
     try:
         path = weights.resolve(config.graft_weights, config.graft_checkpoint)
-        model = load_graft(path, trust_checkpoint=config.trust_checkpoint)
     except WeightsNotFoundError:
         if not config.allow_untrained:
             raise
-        model = build_graft(config.graft_model)
-        warnings.append(_untrained("GRAFT", config.graft_weights))
-    try:
-        clip_path = weights.resolve("clip-vitb16", config.clip_checkpoint)
-        text = build_text_encoder(config.text_model, checkpoint=str(clip_path))
-    except WeightsNotFoundError:
+        return build_graft(config.graft_model), [_untrained("GRAFT", weights.missing_hint(config.graft_weights))]
+    return build_graft(config.graft_model, checkpoint=str(path), trust_checkpoint=config.trust_checkpoint), []
+
+
+def _text_encoder(config: EngineConfig) -> tuple[Any, list[str]]:
+    """The text tower: CLIP ViT-B/16 weights from the registry; other towers (clip-tiny) have no
+    published weights, so they need ``clip_checkpoint`` or run untrained with ``allow_untrained``."""
+    from graft_models import build_text_encoder
+
+    trust = config.trust_checkpoint
+    if config.text_model == CLIP_WEIGHTS:
+        try:
+            path = weights.resolve(CLIP_WEIGHTS, config.clip_checkpoint)
+        except WeightsNotFoundError:
+            if not config.allow_untrained:
+                raise
+            hint = weights.missing_hint(CLIP_WEIGHTS)
+        else:
+            return build_text_encoder(config.text_model, checkpoint=str(path), trust_checkpoint=trust), []
+    elif config.clip_checkpoint is not None:
+        return build_text_encoder(config.text_model, checkpoint=config.clip_checkpoint, trust_checkpoint=trust), []
+    else:
+        hint = (f"text model {config.text_model!r} has no published weights: pass clip_checkpoint "
+                f"(--clip-checkpoint) or use text_model={CLIP_WEIGHTS!r}.")
         if not config.allow_untrained:
-            raise
-        text = build_text_encoder(config.text_model, allow_random=True)
-        warnings.append(_untrained("CLIP text", "clip-vitb16"))
+            raise WeightsNotFoundError(f"{hint} To run without trained weights, pass "
+                                       "allow_untrained=True / --allow-untrained.")
+    text = build_text_encoder(config.text_model, allow_random=True, trust_checkpoint=trust)
+    return text, [_untrained("CLIP text", hint)]
+
+
+def build_default_scorer(config: EngineConfig) -> tuple[Any, list[str]]:
+    """The GRAFT pixel-level scorer: GRAFT checkpoint + CLIP ViT-B/16 text tower."""
+    from graft_vqa.perception.scorer import GraftScorer
+
+    model, warnings = _graft_model(config)
+    text, text_warnings = _text_encoder(config)
     model = model.to(config.device).eval()
-    return GraftScorer(model, text, template=config.text_template), warnings
+    return GraftScorer(model, text, template=config.text_template), warnings + text_warnings
 
 
 def build_default_refiner(config: EngineConfig) -> tuple[Any, list[str]]:

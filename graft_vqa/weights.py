@@ -13,6 +13,7 @@ Nothing here runs at import time; environment variables are read when a function
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import shutil
@@ -116,15 +117,20 @@ def find(name: str, path: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
-def missing_message(name: str) -> str:
-    """What to fetch and where to put it, for a user who is offline."""
+def missing_hint(name: str) -> str:
+    """Which file ``name`` needs, where to get it and where to put it (one or two sentences)."""
     spec = source(name)
     where = os.environ.get("GRAFT_VQA_WEIGHTS") or str(cache_dir())
     origin = spec.url or GRAFT_PAGE
     pull = f" or run `graft-vqa weights pull {name}` on a machine with network access" if spec.url else ""
     return (f"no weights for {name!r} ({spec.description}). Download {spec.filename} from {origin} and put it in "
-            f"{where}/ (or pass its path explicitly){pull}. To run without trained weights, pass "
-            f"allow_untrained=True / --allow-untrained: answers will then be marked untrained.")
+            f"{where}/ (or pass its path explicitly){pull}.")
+
+
+def missing_message(name: str) -> str:
+    """What to fetch and where to put it, for a user who is offline, and how to run without it."""
+    return (f"{missing_hint(name)} To run without trained weights, pass allow_untrained=True / "
+            "--allow-untrained: answers will then be marked untrained.")
 
 
 def resolve(name: str, path: str | os.PathLike | None = None, *, download: bool = False) -> Path:
@@ -149,15 +155,32 @@ def pull(name: str, *, url: str | None = None, progress: bool = True) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or spec.size_bytes or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=spec.filename, disable=not progress) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-    except (urllib.error.URLError, OSError) as exc:
+        try:
+            written, length = _download(url, partial, spec, progress)
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            raise WeightsNotFoundError(f"could not download {url} ({exc}). {missing_message(name)}") from None
+        for expected, what in ((length, "the server announced"), (spec.size_bytes, "the registry expects")):
+            if expected is not None and written != expected:
+                raise WeightsNotFoundError(
+                    f"the download of {url} is incomplete or not the expected file: {written} bytes, but "
+                    f"{what} {expected}; run `graft-vqa weights pull {name}` again. {missing_message(name)}")
+        shutil.move(partial, target)
+    finally:
         partial.unlink(missing_ok=True)
-        raise WeightsNotFoundError(f"could not download {url} ({exc}). {missing_message(name)}") from None
-    shutil.move(partial, target)
     log.info("downloaded %s to %s", name, target)
     return target
+
+
+def _download(url: str, partial: Path, spec: WeightSource, progress: bool) -> tuple[int, int | None]:
+    """Stream ``url`` into ``partial``; return (bytes written, Content-Length or None)."""
+    written = 0
+    with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+        header = response.headers.get("Content-Length")
+        length = int(header) if header else None
+        with tqdm(total=length or spec.size_bytes, unit="B", unit_scale=True, desc=spec.filename,
+                  disable=not progress) as bar:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                written += len(chunk)
+                bar.update(len(chunk))
+    return written, length

@@ -59,3 +59,36 @@ def test_legend_has_a_row_per_queried_name_with_its_colour():
 def test_rejects_non_rgb_input():
     with pytest.raises(ValueError, match="uint8"):
         render_overlay(np.zeros((10, 10), np.float32), [])
+
+
+def test_one_composite_per_name_and_overlaps_are_filled_once(monkeypatch):
+    from PIL import Image
+
+    calls = []
+    real = Image.composite
+    monkeypatch.setattr(Image, "composite", lambda *a: calls.append(1) or real(*a))
+    base = 100
+    rgb = np.full((128, 128, 3), base, np.uint8)
+    dets = [_square("building", 10 + 3 * i, 10 + 3 * i, 30) for i in range(40)]  # overlapping
+    dets += [_square("road", 90, 90 - i, 20) for i in range(5)]
+    out = render_overlay(rgb, dets, "", legend=False)
+    assert len(calls) == 2  # once per name, not once per detection
+    expected = base * (1 - FILL_ALPHA) + np.array(PALETTE[0], float) * FILL_ALPHA
+    # inside several overlapping buildings (away from outlines): one layer of fill, not one per detection
+    assert np.allclose(out[int(35.5 * 4), int(35.5 * 4)].astype(float), expected, atol=2)  # 9 squares
+    assert (out[5 * 4, 120 * 4] == base).all()
+
+
+def test_each_polygon_of_a_multipolygon_is_filled_with_its_own_holes():
+    rgb = np.zeros((512, 512, 3), np.uint8)
+
+    def square(left: int, top: int, side: int) -> list[tuple[int, int]]:
+        return [(left, top), (left + side, top), (left + side, top + side), (left, top + side)]
+
+    first = [square(50, 50, 100), square(80, 80, 40)]  # exterior + hole
+    second = [square(300, 300, 100), square(330, 330, 40)]
+    det = Detection(name="ponds", score=1, box=(50, 50, 400, 400), polygons_px=[first, second])
+    out = render_overlay(rgb, [det], "", legend=False)
+    assert out[60, 60].any() and out[310, 310].any()  # both parts filled
+    assert not out[100, 100].any() and not out[350, 350].any()  # both holes clear
+    assert not out[250, 250].any()  # between the parts: nothing (not one polygon through both)

@@ -90,3 +90,25 @@ def test_ask_json_and_geojson_outputs(tmp_path):
     assert collection["type"] == "FeatureCollection"
     assert len(collection["features"]) == answer["value"] == len(answer["detections"])
     assert "32618" in collection["properties"]["crs"]
+
+
+def test_building_the_parser_does_not_import_torch():
+    code = "import sys; from graft_vqa.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_graft_model_choices_match_the_registry():
+    from graft_models import GRAFT_MODELS
+    from graft_vqa.config import GRAFT_MODEL_NAMES
+
+    assert GRAFT_MODEL_NAMES == tuple(GRAFT_MODELS)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "ten"])
+def test_gsd_must_be_a_positive_number(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["ask", "tile.tif", "Is there water?", "--gsd-m", value])
+    assert info.value.code == 2
+    assert "--gsd-m" in capsys.readouterr().err

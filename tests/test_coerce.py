@@ -36,3 +36,9 @@ def test_non_answers_are_errors_not_no(value):
 def test_format_area_rounds_to_whole_square_metres():
     assert format_area(0.4) == "0 m2"
     assert format_area(10631.6) == "10632 m2"
+
+
+@pytest.mark.parametrize("text", ["²", "5²", "٣", "①"])
+def test_non_ascii_digits_stay_text_instead_of_crashing(text):
+    out = coerce(text)
+    assert (out.answer, out.value, out.kind) == (text, text, "text")

@@ -11,6 +11,7 @@ from graft_vqa import Engine, EngineConfig, FindConfig
 from graft_vqa.errors import TileNotFoundError, WeightsNotFoundError
 from graft_vqa.planner import Program
 
+from .fixtures.geo import ground_pixel_areas
 from .synthetic import RectScorer
 
 UTM_5M = "tiles/rgbn_5m_utm18n.tif"  # 515 x 403 (w x h), 5 m pixels
@@ -39,10 +40,12 @@ def test_count_presence_area_and_comparison(engine, shared_data):
     assert engine.ask(tile, "Is there a water area?").answer == "no"
 
     area = engine.ask(tile, "What is the area covered by buildings?")
-    expected_m2 = rect_area(BUILDINGS) * 5.0 * 5.0
+    rows = ground_pixel_areas(tile)[:, 0]  # true ground m² per pixel row (5 m grid, UTM scale factor)
+    expected_m2 = sum((r - l) * rows[t:b].sum() for t, b, l, r in BUILDINGS)
     assert area.kind == "area_m2"
     assert area.value == pytest.approx(expected_m2, rel=1e-6)
-    assert area.answer == f"{round(expected_m2)} m2"
+    assert area.answer == f"{round(area.value)} m2"
+    assert expected_m2 == pytest.approx(rect_area(BUILDINGS) * 25.0, rel=2e-3)  # close to the plane area
 
     more = engine.ask(tile, "Are there more buildings than roads?")
     assert more.answer == "yes"  # 3 buildings, 1 road
@@ -158,3 +161,46 @@ def test_ask_names_unknown_options_and_lists_the_known_ones(shared_data):
 
     with pytest.raises(GraftVQAError, match="thresh.*allow_untrained"):
         graft_vqa.ask(shared_data / UTM_5M, "Is there a road?", scorer=RectScorer({}), thresh=0.3)
+
+
+def test_unexpected_coercion_errors_fail_the_answer_not_the_caller(shared_data, monkeypatch):
+    import graft_vqa.engine as engine_module
+
+    def broken(value, *, program=""):  # noqa: ANN001, ANN202
+        raise ValueError("invalid literal for int() with base 10: '²'")
+
+    monkeypatch.setattr(engine_module, "coerce", broken)
+    source = "def execute_command(image_patch):\n    return '5'\n"
+    engine = Engine(scorer=RectScorer({}), planner=ScriptedPlanner(source),
+                    config=EngineConfig(find=FindConfig(refine="none")))
+    answer = engine.ask(shared_data / UTM_5M, "How many squares?")
+    assert answer.status == "error" and answer.value is None
+    assert "ValueError" in answer.error and answer.answer not in {"no", "yes", "5"}
+
+
+def test_superscript_answer_is_text(shared_data):
+    source = "def execute_command(image_patch):\n    return '5²'\n"
+    engine = Engine(scorer=RectScorer({}), planner=ScriptedPlanner(source),
+                    config=EngineConfig(find=FindConfig(refine="none")))
+    answer = engine.ask(shared_data / UTM_5M, "What is the unit?")
+    assert answer.error is None and (answer.answer, answer.kind) == ("5²", "text")
+
+
+def test_programs_are_cached_on_disk_by_default(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAFT_VQA_HOME", str(tmp_path))
+    engine = Engine(scorer=RectScorer({"building": BUILDINGS}), config=EngineConfig(find=FindConfig(refine="none")))
+    assert engine.ask(shared_data / UTM_5M, "How many buildings are there?").error is None
+    assert any(p.is_file() for p in (tmp_path / "programs").rglob("*"))
+
+
+def test_missing_sam_is_said_once_by_the_tile_context_naming_the_file(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAFT_VQA_HOME", str(tmp_path))
+    monkeypatch.delenv("GRAFT_VQA_WEIGHTS", raising=False)
+    engine = Engine(scorer=RectScorer({"building": BUILDINGS}), config=EngineConfig(find=FindConfig(threshold=0.25)))
+    root = engine.image_patch(shared_data / UTM_5M)
+    assert root.context.config is engine.config.find  # not rewritten to refine="none"
+    for _ in range(2):
+        answer = engine.ask(shared_data / UTM_5M, "How many buildings are there?")
+        assert answer.answer == str(len(BUILDINGS))
+        sam = [w for w in answer.warnings if "SAM" in w]
+        assert len(sam) == 1 and "sam_vit_b_01ec64.pth" in sam[0]

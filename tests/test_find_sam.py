@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from graft_vqa.config import FindConfig
-from graft_vqa.errors import WeightsNotFoundError
+from graft_vqa.errors import CheckpointError, WeightsNotFoundError
 from graft_vqa.image_patch import ImagePatch, PatchContext
 from graft_vqa.perception.components import Instance, mask_box, merge_duplicates
+from graft_vqa.perception import sam as sam_module
 from graft_vqa.perception.sam import SamMasks, SamRefiner, build_sam
 from graft_vqa.segmentation import segment_tile
 from graft_vqa.tile import load_tile
@@ -62,9 +63,9 @@ class FakeRefiner(SamRefiner):
     def __init__(self, masks: np.ndarray, ious: np.ndarray) -> None:  # noqa: D107 - no SAM needed
         self._out = SamMasks(masks, ious)
 
-    def predict(self, tile, points, boxes=None, multimask=True):
+    def candidates(self, tile, points, boxes=None):
         assert points.shape == (len(self._out.masks), 2)
-        return self._out
+        return zip(self._out.masks, self._out.iou_predictions)
 
 
 def _inst(mask: np.ndarray, score: float) -> Instance:
@@ -86,6 +87,7 @@ def test_mask_choice_tie_break_and_fallback():
     ious = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1], [0.9, 0.9, 0.9]], dtype=np.float32)
     out = FakeRefiner(masks, ious).refine(None, [_inst(comp, 0.9), _inst(comp, 0.8), _inst(comp, 0.7)])
     assert out[0].refined and np.array_equal(out[0].mask, exact) and out[0].sam_iou == pytest.approx(0.1)
+    assert out[0].mask.base is None and out[1].mask.base is None  # own copies, not views of all candidates
     assert out[1].refined and out[1].sam_iou == pytest.approx(0.8)
     assert not out[2].refined and np.array_equal(out[2].mask, comp)
 
@@ -105,5 +107,73 @@ def test_merge_duplicates_by_iou():
 def test_build_sam_errors(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="not found"):
         build_sam("vit_b", checkpoint=str(tmp_path / "missing.pth"))
-    with pytest.raises(Exception, match="vit_b, vit_l, vit_h"):
+    with pytest.raises(CheckpointError, match="vit_b, vit_l, vit_h"):
         build_sam("vit_x")
+
+
+def test_upscale_interpolates_one_prompt_at_a_time(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    refiner = SamRefiner.__new__(SamRefiner)
+    refiner.sam = SimpleNamespace(image_encoder=SimpleNamespace(img_size=1024), mask_threshold=0.0)
+    torch.manual_seed(0)
+    logits = torch.randn(5, 3, 256, 256)
+    emb = sam_module._Embedding(None, (1024, 768), (100, 75))  # resized 1024 x 768, tile 100 x 75
+    expected = F.interpolate(logits[..., :256, :192], size=(100, 75), mode="bilinear",
+                             align_corners=False).numpy() > 0.0
+    batches = []
+    real = F.interpolate
+
+    def recording(x, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        batches.append(x.shape[0])
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(sam_module.F, "interpolate", recording)
+    out = refiner._upscale(logits, emb)
+    assert out.shape == (5, 3, 100, 75) and np.array_equal(out, expected)
+    assert batches and max(batches) == 1  # never N x M full-size float masks at once
+
+
+def _reference_merge(instances, merge_iou):
+    """Greedy merge with full-tile IoU on every pair (the definition)."""
+    kept = []
+    for inst in sorted(instances, key=lambda i: -i.score):
+        for j, other in enumerate(kept):
+            union = np.logical_or(inst.mask, other.mask).sum()
+            if union and np.logical_and(inst.mask, other.mask).sum() / union > merge_iou:
+                merged = other.mask | inst.mask
+                kept[j] = Instance(mask=merged, box=mask_box(merged), best_pixel=other.best_pixel,
+                                   score=other.score)
+                break
+        else:
+            kept.append(inst)
+    return kept
+
+
+def test_merge_duplicates_matches_full_tile_iou_and_skips_disjoint_boxes(monkeypatch):
+    import importlib
+
+    components = importlib.import_module("graft_vqa.perception.components")
+    rng = np.random.default_rng(0)
+    h, w = 120, 160
+    instances = []
+    for k in range(40):
+        top, left = int(rng.integers(0, h - 20)), int(rng.integers(0, w - 20))
+        mask = np.zeros((h, w), bool)
+        mask[top:top + int(rng.integers(3, 20)), left:left + int(rng.integers(3, 20))] = True
+        instances.append(_inst(mask, float(rng.random())))
+    for merge_iou in (0.0, 0.3, 0.7):
+        expected = _reference_merge(instances, merge_iou)
+        got = merge_duplicates(instances, merge_iou)
+        assert [(g.box, g.score) for g in got] == [(e.box, e.score) for e in expected]
+        assert all(np.array_equal(g.mask, e.mask) for g, e in zip(got, expected))
+    shapes = []
+    real = components.iou
+    monkeypatch.setattr(components, "iou", lambda a, b: shapes.append(a.shape) or real(a, b))
+    a, b = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    a[0:5, 0:5] = True
+    b[50:60, 50:60] = True
+    assert len(merge_duplicates([_inst(a, 0.9), _inst(b, 0.5)], 0.5)) == 2
+    assert (h, w) not in shapes  # disjoint boxes: no full-tile IoU

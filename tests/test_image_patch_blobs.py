@@ -1,11 +1,10 @@
 """ImagePatch + find on the real GeoTIFFs with a synthetic scorer that paints known blobs.
 
 Expected values are computed here independently: components with scipy (not scikit-image),
-areas from the raster's own transform (|a*e| for UTM, pyproj.Geod per-row cell areas for EPSG:4326).
+areas are true ground areas measured independently with pyproj (tests/fixtures/geo.py) for every CRS.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -16,6 +15,8 @@ from scipy import ndimage
 from graft_vqa.config import FindConfig
 from graft_vqa.image_patch import SAM_MISSING, ImagePatch, PatchContext
 from graft_vqa.tile import load_tile
+
+from .fixtures.geo import ground_pixel_areas
 
 TILES = ["neon_osbs_029_10cm.tif", "rgbn_5m_utm18n.tif", "rmnp_rgb_epsg4326.tif"]
 
@@ -60,18 +61,8 @@ class BlobScorer:
 
 
 def expected_pixel_area(path) -> np.ndarray:
-    """(H, 1) m² per pixel row, computed from the raster itself."""
-    with rasterio.open(path) as src:
-        t, h = src.transform, src.height
-        if not src.crs.is_geographic:
-            return np.full((h, 1), abs(t.a * t.e))
-    geod = Geod(ellps="WGS84")
-    rows = []
-    for r in range(h):
-        lons = [t.c, t.c + t.a, t.c + t.a, t.c]
-        lats = [t.f + t.e * r, t.f + t.e * r, t.f + t.e * (r + 1), t.f + t.e * (r + 1)]
-        rows.append(abs(geod.polygon_area_perimeter(lons, lats)[0]))
-    return np.array(rows)[:, None]
+    """(H, 1) m² per pixel row: true ground areas measured with pyproj (see tests/fixtures/geo.py)."""
+    return ground_pixel_areas(path)
 
 
 @pytest.fixture(params=TILES)
@@ -175,8 +166,10 @@ def test_attributes_and_properties(setup):
     area = a.area_m2
     expected = "small" if area < 500 else "medium" if area < 10_000 else "large"
     assert a.size == expected
-    if path.name == "neon_osbs_029_10cm.tif":  # 800 px x 0.01 m2
-        assert a.size == "small" and a.area_m2 == pytest.approx(8.0)
+    if path.name == "neon_osbs_029_10cm.tif":  # 800 px x 0.01 m2 (ground area: UTM scale factor ~1.0006)
+        rows = expected_pixel_area(path)[50:70, 0]
+        assert a.size == "small" and a.area_m2 == pytest.approx(40 * rows.sum(), rel=1e-5)  # 1 m² reference cells
+        assert a.area_m2 == pytest.approx(8.0, rel=2e-3)
     if path.name == "rgbn_5m_utm18n.tif":  # 800 px x 25 m2 = 20,000 m2
         assert a.size == "large"
 
@@ -219,7 +212,9 @@ def test_min_area_filter(shared_data):
     root = ImagePatch(tile, context=PatchContext(tile=tile, scorer=scorer, config=cfg))
     areas = sorted(p.area_m2 for p in root.find("building"))
     assert all(a >= 9500.0 for a in areas) and len(areas) == 3
-    assert math.isclose(areas[-1], (400 + 600) * 25.0)  # D+E: 20x20 + 20x30 px
+    rows = expected_pixel_area(path)[150:170, 0]  # D+E: rows 150-169, 20 + 30 columns
+    assert areas[-1] == pytest.approx(50 * rows.sum(), rel=1e-6)
+    assert areas[-1] == pytest.approx((400 + 600) * 25.0, rel=2e-3)  # plane area at 5 m, within UTM's scale
 
 
 class ShapeScorer:
@@ -242,5 +237,8 @@ def test_shapes_on_a_real_tile(shared_data):
     (pool,), (lake,), (roof,) = root.find("pool"), root.find("lake"), root.find("roof")
     assert pool.shape == "circular" and lake.shape == "irregular" and roof.shape == "square"
     disc_px = int(((np.mgrid[:51, :51] - 25) ** 2).sum(axis=0).__le__(625).sum())
-    assert pool.area_m2 == pytest.approx(disc_px * 25.0)
+    disc = ((np.mgrid[:51, :51] - 25) ** 2).sum(axis=0) <= 625  # rows 75..125 of the tile
+    row_areas = expected_pixel_area(shared_data / "tiles" / "rgbn_5m_utm18n.tif")[75:126, 0]
+    assert pool.area_m2 == pytest.approx(float((disc.sum(axis=1) * row_areas).sum()), rel=1e-6)
+    assert pool.area_m2 == pytest.approx(disc_px * 25.0, rel=2e-3)
     assert pool.size == "large" and (pool.width, pool.height) == (51, 51)

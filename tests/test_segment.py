@@ -11,6 +11,8 @@ from graft_vqa.errors import DatasetNotFoundError, GraftVQAError
 from graft_vqa.perception.sam import SamMasks
 from graft_vqa.segmentation import evaluate_miou, segment
 
+from .fixtures.geo import ground_pixel_areas
+
 
 class RectScorer:
     def __init__(self, top, bottom, left, right, peak=None):
@@ -48,7 +50,8 @@ def test_threshold_segmentation_on_a_utm_tile(shared_data):
     assert len(res.polygons) == 1
     assert res.polygons[0].area == pytest.approx(20 * 80 * abs(t.a * t.e))  # in the CRS, m²
     assert res.polygons[0].bounds[0] == pytest.approx((t @ (100, 0))[0])
-    assert res.area_m2 == pytest.approx(20 * 80 * 25.0)
+    ground = ground_pixel_areas(path)[40:60, 0]  # true ground area per pixel row (UTM scale factor)
+    assert res.area_m2 == pytest.approx(80 * ground.sum(), rel=1e-6)
 
 
 def test_sam_point_prompt_is_the_best_patch_centre(shared_data):

@@ -1,6 +1,9 @@
 """The weights registry: resolution order, offline errors, and the download path."""
 from __future__ import annotations
 
+import dataclasses
+import http.client
+import urllib.request
 
 import pytest
 
@@ -58,11 +61,16 @@ def test_unknown_name_lists_known_ones():
         weights.source("sam-vit_x")
 
 
-def test_pull_downloads_atomically_into_cache(homes, tmp_path):
+def _expect_size(monkeypatch, name: str, size: int | None) -> None:
+    monkeypatch.setitem(weights.WEIGHTS, name, dataclasses.replace(weights.WEIGHTS[name], size_bytes=size))
+
+
+def test_pull_downloads_atomically_into_cache(homes, tmp_path, monkeypatch):
     home, _, _ = homes
     payload = bytes(range(256)) * 4096
     src = tmp_path / "remote.pth"
     src.write_bytes(payload)
+    _expect_size(monkeypatch, "sam-vit_b", len(payload))
     path = weights.pull("sam-vit_b", url=src.as_uri(), progress=False)
     assert path == home / "weights" / "sam_vit_b_01ec64.pth"
     assert path.read_bytes() == payload
@@ -79,3 +87,41 @@ def test_failed_download_leaves_nothing_and_explains(homes, tmp_path):
 def test_graft_has_no_url_and_says_where_to_get_it(homes):
     with pytest.raises(WeightsNotFoundError, match="no published download"):
         weights.pull("graft-naip")
+
+
+def test_missing_hint_is_the_message_without_the_untrained_advice(homes):
+    hint = weights.missing_hint("graft-naip-patch")
+    assert "graft_naip_patch.ckpt" in hint and "allow_untrained" not in hint and hint.endswith(".")
+    assert weights.missing_message("graft-naip-patch").startswith(hint + " ")
+    assert "allow_untrained" in weights.missing_message("graft-naip-patch")
+
+
+def test_pull_rejects_a_file_of_the_wrong_size_and_leaves_nothing(homes, tmp_path, monkeypatch):
+    home, _, _ = homes
+    src = tmp_path / "remote.pth"
+    src.write_bytes(b"x" * 1000)
+    _expect_size(monkeypatch, "sam-vit_b", 1001)
+    with pytest.raises(WeightsNotFoundError, match="1000 bytes.*1001"):
+        weights.pull("sam-vit_b", url=src.as_uri(), progress=False)
+    assert not any((home / "weights").glob("*"))
+
+
+def test_pull_turns_an_interrupted_transfer_into_a_clear_error(homes, monkeypatch):
+    home, _, _ = homes
+
+    class Broken:
+        headers = {"Content-Length": "10"}
+
+        def __enter__(self):  # noqa: ANN204
+            return self
+
+        def __exit__(self, *exc):  # noqa: ANN002, ANN204
+            return False
+
+        def read(self, n):  # noqa: ANN001, ANN201
+            raise http.client.IncompleteRead(b"abc", 7)
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Broken())
+    with pytest.raises(WeightsNotFoundError, match="could not download"):
+        weights.pull("sam-vit_b", url="https://example.invalid/sam.pth", progress=False)
+    assert not any((home / "weights").glob("*"))

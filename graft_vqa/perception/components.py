@@ -50,6 +50,14 @@ def mask_box(mask: np.ndarray) -> Box:
     return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
+def box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
+    """A bool (H, W) mask that is True inside ``box`` (left, top, right, bottom), exclusive ends."""
+    region = np.zeros(shape, dtype=bool)
+    left, top, right, bottom = box
+    region[top:bottom, left:right] = True
+    return region
+
+
 def threshold_value(score_map: np.ndarray, region: np.ndarray, config: FindConfig) -> float:
     """The cut-off for ``score_map`` inside ``region`` (absolute, or relative to the region's range)."""
     if config.threshold_mode == "absolute":
@@ -109,13 +117,28 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
+def _boxes_intersect(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _instance_iou(a: Instance, b: Instance) -> float:
+    """IoU of two instances' masks, computed on the crop of their boxes' union (the masks are
+    empty outside their boxes); 0 without touching the masks when the boxes are disjoint."""
+    if not _boxes_intersect(a.box, b.box):
+        return 0.0
+    left, top = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
+    right, bottom = max(a.box[2], b.box[2]), max(a.box[3], b.box[3])
+    return iou(a.mask[top:bottom, left:right], b.mask[top:bottom, left:right])
+
+
 def merge_duplicates(instances: list[Instance], merge_iou: float) -> list[Instance]:
     """Greedy merge, best score first: an instance whose mask overlaps a kept one by IoU > ``merge_iou``
-    is folded into it (mask union, box recomputed, the better score kept)."""
+    is folded into it (mask union, box recomputed, the better score kept). Only pairs whose boxes
+    intersect are compared, on their union box (``merge_iou`` is at least 0)."""
     kept: list[Instance] = []
     for inst in sorted(instances, key=lambda i: -i.score):
         for j, other in enumerate(kept):
-            if iou(inst.mask, other.mask) > merge_iou:
+            if _instance_iou(inst, other) > merge_iou:
                 union = other.mask | inst.mask
                 kept[j] = replace(other, mask=union, box=mask_box(union))
                 break

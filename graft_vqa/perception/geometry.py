@@ -14,6 +14,7 @@ Documented thresholds (module constants, so callers and the API spec can quote t
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -22,7 +23,7 @@ import shapely
 from shapely import affinity
 from affine import Affine
 from rasterio import features
-from shapely.geometry import MultiPolygon, Polygon, box as shapely_box, shape as shapely_shape
+from shapely.geometry import MultiPolygon, Polygon, shape as shapely_shape
 from skimage.measure import regionprops
 
 SIZE_SMALL_MAX_M2 = 500.0  # below: "small" (a house, a small pond)
@@ -44,11 +45,30 @@ def mask_polygon(mask: np.ndarray, transform: Affine = Affine.identity()) -> Pol
     top, left = int(rows[0]), int(cols[0])
     m = np.ascontiguousarray(mask[top:rows[-1] + 1, left:cols[-1] + 1], dtype=np.uint8)
     shifted = transform @ Affine.translation(left, top)  # only the mask's box is traced
-    parts = [shapely_shape(geom) for geom, value in features.shapes(m, mask=m.astype(bool),
+    # 8-connected tracing matches find's 8-connected components: one part per instance, but a
+    # ring may touch itself at a pixel corner, which make_valid splits into valid polygons.
+    parts = [shapely_shape(geom) for geom, value in features.shapes(m, mask=m.astype(bool), connectivity=8,
                                                                      transform=shifted) if value]
     if not parts:
         return Polygon()
-    return shapely.union_all(parts)
+    merged = shapely.union_all([p if p.is_valid else shapely.make_valid(p) for p in parts])
+    polygons = polygon_parts(merged if merged.is_valid else shapely.make_valid(merged))
+    if not polygons:
+        return Polygon()
+    return polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
+
+
+def polygon_parts(geom: Any) -> list[Polygon]:
+    """The non-empty polygons of a Polygon, MultiPolygon or collection (other types dropped)."""
+    if isinstance(geom, Polygon):
+        return [] if geom.is_empty else [geom]
+    return [p for g in getattr(geom, "geoms", []) for p in polygon_parts(g)]
+
+
+def polygon_rings(geom: Any) -> list[list[list[tuple[float, float]]]]:
+    """``geom`` as a list of polygons, each ``[exterior, *holes]`` of (x, y) tuples."""
+    return [[[(float(x), float(y)) for x, y in ring.coords] for ring in (p.exterior, *p.interiors)]
+            for p in polygon_parts(geom)]
 
 
 def box_polygon(box: tuple[int, int, int, int], transform: Affine = Affine.identity()) -> Polygon:
@@ -58,6 +78,14 @@ def box_polygon(box: tuple[int, int, int, int], transform: Affine = Affine.ident
     return Polygon(corners)
 
 
+def to_map(geom_px: Any, transform: Affine) -> Any:
+    """A pixel-coordinate geometry under the affine ``transform`` (pixel → map), without re-tracing."""
+    if transform == Affine.identity():
+        return geom_px
+    tr = transform
+    return affinity.affine_transform(geom_px, [tr.a, tr.b, tr.d, tr.e, tr.c, tr.f])
+
+
 def _metre_factor(crs: Any) -> float:
     try:
         return float(crs.linear_units_factor[1])
@@ -65,20 +93,31 @@ def _metre_factor(crs: Any) -> float:
         return 1.0
 
 
+def explicit_gsd(tile: Any) -> bool:
+    """True when the caller gave ``gsd_m`` explicitly (it then wins over the CRS, for areas and distances)."""
+    return bool(getattr(getattr(tile, "_geo", None), "explicit_gsd", False))
+
+
+@functools.lru_cache(maxsize=16)
+def _local_transformer(crs_wkt: str, lon: float, lat: float) -> Any:
+    """A geographic CRS → local azimuthal equidistant (metres) transformer, built once per tile centre."""
+    from pyproj import CRS, Transformer
+
+    local = CRS.from_proj4(f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
+    return Transformer.from_crs(CRS.from_user_input(crs_wkt), local, always_xy=True)
+
+
 def metric_geometry(geom_px: Any, tile: Any) -> Any | None:
-    """The pixel-coordinate geometry in metres: the projected CRS (scaled to metres), a local
-    azimuthal equidistant projection for geographic CRSs, or pixels × ``gsd_m``; None without scale."""
-    if getattr(tile, "georeferenced", False) and tile.crs is not None:
-        tr = tile.transform
-        in_crs = affinity.affine_transform(geom_px, [tr.a, tr.b, tr.d, tr.e, tr.c, tr.f])
+    """The pixel-coordinate geometry in metres: pixels × ``gsd_m`` when ``gsd_m`` was given explicitly
+    (as for areas), else the projected CRS (scaled to metres), a local azimuthal equidistant
+    projection for geographic CRSs, or pixels × ``gsd_m``; None without scale."""
+    if getattr(tile, "georeferenced", False) and tile.crs is not None and not explicit_gsd(tile):
+        in_crs = to_map(geom_px, tile.transform)
         if not tile.is_geographic:
             k = _metre_factor(tile.crs)
             return affinity.scale(in_crs, k, k, origin=(0, 0)) if k != 1.0 else in_crs
-        from pyproj import CRS, Transformer
-
         lon, lat = tile.pixel_to_map(tile.width / 2, tile.height / 2)
-        local = CRS.from_proj4(f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
-        to_local = Transformer.from_crs(CRS.from_user_input(tile.crs.to_wkt()), local, always_xy=True)
+        to_local = _local_transformer(tile.crs.to_wkt(), float(lon), float(lat))
         return shapely.transform(in_crs, to_local.transform, interleaved=False)
     if getattr(tile, "gsd_m", None):
         g = float(tile.gsd_m)
@@ -117,8 +156,3 @@ def shape_label(mask: np.ndarray) -> str:
     if s["circularity"] >= SHAPE_CIRCLE_CIRCULARITY and s["aspect"] <= SHAPE_CIRCLE_ASPECT:
         return "circular"
     return "irregular"
-
-
-def whole_box(height: int, width: int) -> Polygon:
-    """The whole tile as a pixel rectangle."""
-    return shapely_box(0, 0, width, height)

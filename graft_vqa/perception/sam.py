@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -114,8 +114,27 @@ class SamRefiner:
         return SamMasks(np.concatenate([p.masks for p in parts]),
                         np.concatenate([p.iou_predictions for p in parts]))
 
-    @torch.no_grad()
+    def candidates(self, tile: Any, points: np.ndarray,
+                   boxes: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per prompt, in order: its multimask candidates as bool (M, H, W) at the tile's size and
+        SAM's predicted IoUs (M,). Decoded in chunks of ``max_batch`` but upscaled one prompt at a
+        time, so memory stays at one prompt's masks however many prompts there are."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        step = self.max_batch or max(len(points), 1)
+        for i in range(0, len(points), step):
+            logits, ious, emb = self._decode_low_res(
+                tile, points[i:i + step], None if boxes is None else np.asarray(boxes)[i:i + step], True)
+            for k in range(logits.shape[0]):
+                yield self._upscale(logits[k:k + 1], emb)[0], ious[k]
+
     def _decode(self, tile: Any, points: np.ndarray, boxes: np.ndarray | None, multimask: bool) -> SamMasks:
+        logits, ious, emb = self._decode_low_res(tile, points, boxes, multimask)
+        return SamMasks(self._upscale(logits, emb), ious)
+
+    @torch.no_grad()
+    def _decode_low_res(self, tile: Any, points: np.ndarray, boxes: np.ndarray | None,
+                        multimask: bool) -> tuple[torch.Tensor, np.ndarray, _Embedding]:
+        """Low-resolution logits (N, M, 256, 256), predicted IoUs (N, M) and the tile's embedding."""
         emb = self.embed(tile)
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 1, 2) + 0.5  # pixel centres
         coords = torch.as_tensor(self.transform.apply_coords(pts, emb.original_size),
@@ -130,7 +149,7 @@ class SamRefiner:
         low_res, iou_pred = self.sam.mask_decoder(
             image_embeddings=emb.features, image_pe=self.sam.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask)
-        return SamMasks(self._upscale(low_res, emb), iou_pred.float().cpu().numpy())
+        return low_res, iou_pred.float().cpu().numpy(), emb
 
     def _upscale(self, low_res: torch.Tensor, emb: _Embedding) -> np.ndarray:
         """Low-resolution logits (N, M, 256, 256) → bool masks at the tile's size.
@@ -144,8 +163,11 @@ class SamRefiner:
         h = max(1, round(emb.input_size[0] * scale))
         w = max(1, round(emb.input_size[1] * scale))
         cropped = low_res[..., :h, :w]
-        masks = F.interpolate(cropped, size=emb.original_size, mode="bilinear", align_corners=False)
-        return (masks > self.sam.mask_threshold).cpu().numpy()
+        out = np.empty((low_res.shape[0], low_res.shape[1], *emb.original_size), dtype=bool)
+        for k in range(low_res.shape[0]):  # one prompt at a time: M x H x W floats, not N x M x H x W
+            masks = F.interpolate(cropped[k:k + 1], size=emb.original_size, mode="bilinear", align_corners=False)
+            out[k] = (masks[0] > self.sam.mask_threshold).cpu().numpy()
+        return out
 
     def refine(self, tile: Any, instances: list[Instance], *, box_prompt: bool = False,
                valid: np.ndarray | None = None) -> list[Instance]:
@@ -156,19 +178,18 @@ class SamRefiner:
             return []
         points = np.array([[inst.best_pixel[1], inst.best_pixel[0]] for inst in instances])
         boxes = np.array([inst.box for inst in instances]) if box_prompt else None
-        out = self.predict(tile, points, boxes)
         refined: list[Instance] = []
-        for i, inst in enumerate(instances):
-            candidates = out.masks[i] if valid is None else out.masks[i] & valid
+        for inst, (masks, predicted) in zip(instances, self.candidates(tile, points, boxes)):
+            candidates = masks if valid is None else masks & valid
             inter = np.logical_and(candidates, inst.mask).sum(axis=(1, 2))
             union = np.logical_or(candidates, inst.mask).sum(axis=(1, 2))
             ious = inter / np.maximum(union, 1)
-            best = max(range(len(ious)), key=lambda m: (ious[m], out.iou_predictions[i, m]))
+            best = max(range(len(ious)), key=lambda m: (ious[m], predicted[m]))
             if ious[best] <= 0:
                 refined.append(inst)
                 continue
-            mask = candidates[best]
+            mask = candidates[best].copy()  # not a view that keeps all M candidates alive
             refined.append(replace(inst, mask=mask, box=mask_box(mask), refined=True,
-                                   sam_iou=float(out.iou_predictions[i, best])))
+                                   sam_iou=float(predicted[best])))
         log.debug("SAM refined %d of %d components", sum(r.refined for r in refined), len(refined))
         return refined

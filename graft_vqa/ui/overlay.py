@@ -70,14 +70,24 @@ def _detection_mask(detection: Detection, size: tuple[int, int], scale: int) -> 
     """An 8-bit mask (255 inside) of one detection at display scale; holes are cut out."""
     mask = Image.new("L", size, 0)
     draw = ImageDraw.Draw(mask)
-    rings = [ring for ring in detection.polygon_px if len(ring) >= 3]
-    if not rings:
+    polygons = _polygons(detection)
+    if not polygons:
         left, top, right, bottom = detection.box
         draw.rectangle([left * scale, top * scale, right * scale - 1, bottom * scale - 1], fill=255)
         return mask
-    for i, ring in enumerate(rings):
-        draw.polygon([(c * scale, r * scale) for c, r in ring], fill=255 if i == 0 else 0)
+    for polygon in polygons:  # each part: fill its exterior, then cut its holes
+        part = Image.new("L", size, 0)
+        part_draw = ImageDraw.Draw(part)
+        for i, ring in enumerate(polygon):
+            part_draw.polygon([(c * scale, r * scale) for c, r in ring], fill=255 if i == 0 else 0)
+        mask.paste(255, mask=part)
     return mask
+
+
+def _polygons(detection: Detection) -> list[list[list[tuple[float, float]]]]:
+    """The detection's polygons ([exterior, *holes]) whose exterior is a real ring."""
+    return [[ring for ring in poly if len(ring) >= 3] for poly in detection.polygons_px
+            if poly and len(poly[0]) >= 3]
 
 
 def _draw_detections(base: Image.Image, detections: Sequence[Detection], colours: dict[str, tuple[int, int, int]],
@@ -85,13 +95,20 @@ def _draw_detections(base: Image.Image, detections: Sequence[Detection], colours
     """Composite translucent fills, then outlines, of every detection onto ``base`` (RGB)."""
     out = base.convert("RGBA")
     line = max(2, scale)
+    masks: dict[str, Image.Image] = {}  # one mask per name: the union of its detections
+    for d in detections:
+        mask = _detection_mask(d, out.size, scale)
+        if d.name in masks:
+            masks[d.name].paste(255, mask=mask)
+        else:
+            masks[d.name] = mask
+    for name, mask in masks.items():  # one composite per name, not per detection
+        fill = Image.new("RGBA", out.size, colours[name] + (int(255 * FILL_ALPHA),))
+        out = Image.composite(Image.alpha_composite(out, fill), out, mask)
+    draw = ImageDraw.Draw(out)
     for d in detections:
         colour = colours[d.name]
-        mask = _detection_mask(d, out.size, scale)
-        fill = Image.new("RGBA", out.size, colour + (int(255 * FILL_ALPHA),))
-        out = Image.composite(Image.alpha_composite(out, fill), out, mask)
-        draw = ImageDraw.Draw(out)
-        rings = [ring for ring in d.polygon_px if len(ring) >= 3]
+        rings = [ring for polygon in _polygons(d) for ring in polygon]
         if rings:
             for ring in rings:
                 points = [(c * scale, r * scale) for c, r in ring]
@@ -130,7 +147,7 @@ def render_overlay(rgb: np.ndarray, detections: Sequence[Detection], program: st
 
     Args:
         rgb: the tile as ``H×W×3`` uint8 (``Tile.rgb()``).
-        detections: the answer's detections (``polygon_px`` rings in tile pixels, else ``box``).
+        detections: the answer's detections (``polygons_px`` in tile pixels, else ``box``).
         program: the program source; names it passes to ``find`` get legend rows even without hits.
         legend: add the legend strip below the image.
 
