@@ -87,7 +87,7 @@ def build_default_refiner(config: EngineConfig) -> tuple[Any, list[str]]:
         log.warning(message)
         return None, [message]
     # SAM's decoder repeats the image embedding for every prompt, so on a CPU one huge batch is
-    # slower than small chunks (bench/find.py: 20 prompts in one call 1.95 s, chunks of 4 1.12 s);
+    # slower than small chunks (bench/find.py, 20 prompts: one call 2.0 s, chunks of 4 1.1-1.5 s);
     # on a GPU one call per tile is best.
     max_batch = 4 if str(config.device).startswith("cpu") else None
     sam = build_sam(config.sam_model, checkpoint=str(path)).to(config.device)
