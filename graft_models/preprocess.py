@@ -23,13 +23,19 @@ def check_rgb(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def normalize_batch(rgbs: list[np.ndarray], device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(B, 3, H, W)`` CLIP-normalised tensor on ``device`` from equally sized uint8 RGB arrays."""
+    batch = np.stack([check_rgb(rgb) for rgb in rgbs])  # (B, H, W, 3), a fresh writable copy
+    x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return ((x - mean) / std).to(dtype)
+
+
 def normalize(rgb: np.ndarray) -> torch.Tensor:
     """``(1, 3, H, W)`` float tensor, CLIP-normalised, without resizing."""
-    rgb = check_rgb(rgb)
-    x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return ((x - mean) / std).unsqueeze(0)
+    return normalize_batch([rgb])
 
 
 def to_tensor(rgb: np.ndarray, size: int | None = 224) -> torch.Tensor:

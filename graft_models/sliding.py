@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from graft_models.preprocess import CLIP_MEAN, CLIP_STD, check_rgb
+from graft_models.preprocess import check_rgb, normalize_batch
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ def pad_to_grid(rgb: np.ndarray, patch: int, window: int) -> np.ndarray:
 
 def _to_batch(crops: list[np.ndarray], param: torch.Tensor) -> torch.Tensor:
     """CLIP-normalised ``(B, 3, window, window)`` tensor from uint8 crops, on ``param``'s device/dtype."""
-    x = torch.from_numpy(np.stack(crops)).to(param.device).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(CLIP_MEAN, device=param.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=param.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).to(param.dtype)
+    return normalize_batch(crops, param.device, param.dtype)
 
 
 @torch.inference_mode()
