@@ -288,3 +288,9 @@ def test_load_tile_opens_the_file_once(shared_data, monkeypatch):
     monkeypatch.setattr(sources.rasterio, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
     tile = load_tile(shared_data / "tiles" / "rgbn_5m_utm18n.tif")
     assert len(opened) == 1 and tile.count == 4
+
+
+def test_explicit_gsd_is_public(shared_data):
+    path = shared_data / "tiles" / "rgbn_5m_utm18n.tif"
+    assert not load_tile(path).explicit_gsd
+    assert load_tile(path, gsd_m=2.0).explicit_gsd

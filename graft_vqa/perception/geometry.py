@@ -95,7 +95,7 @@ def _metre_factor(crs: Any) -> float:
 
 def explicit_gsd(tile: Any) -> bool:
     """True when the caller gave ``gsd_m`` explicitly (it then wins over the CRS, for areas and distances)."""
-    return bool(getattr(getattr(tile, "_geo", None), "explicit_gsd", False))
+    return bool(getattr(tile, "explicit_gsd", False))
 
 
 @functools.lru_cache(maxsize=16)

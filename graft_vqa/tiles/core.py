@@ -56,6 +56,8 @@ class Tile:
     is_geographic = property(lambda self: self._geo.is_geographic, doc="CRS in degrees.")
     gsd_m = property(lambda self: self._geo.gsd_m, doc="Ground sample distance in metres.")
     has_area = property(lambda self: self._geo.has_area, doc="Areas in m² are available.")
+    explicit_gsd = property(lambda self: self._geo.explicit_gsd,
+                            doc="gsd_m was given by the caller and wins over the CRS for areas and distances.")
 
     @property
     def pixel_area_m2(self) -> float | None:
