@@ -1,13 +1,5 @@
-"""The ImagePatch API as the LLM sees it, generated from the real class (``python -m api_spec.generate``)."""
-from __future__ import annotations
+"""The ImagePatch API as the LLM sees it (``image_patch_api.md``): package data.
 
-
-
-def api_spec_text() -> str:
-    """The committed API spec (Markdown) for planner prompts (read by :func:`prompts.api_spec_text`)."""
-    from prompts import api_spec_text as read_spec
-
-    return read_spec()
-
-
-__all__ = ["api_spec_text"]
+Generated from the real class by ``python -m graft_vqa.planner.api_spec``; installed as
+``graft_vqa._api_spec`` and read through :func:`graft_vqa.planner.prompts.api_spec_text`.
+"""

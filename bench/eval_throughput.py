@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.rsvqa import load_rsvqa  # noqa: E402
-from eval.runner import group_by_image, run  # noqa: E402
+from graft_vqa.interfaces.evaluation.rsvqa import load_rsvqa  # noqa: E402
+from graft_vqa.interfaces.evaluation.runner import group_by_image, run  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsvqa_lr_sample"
 
@@ -66,7 +66,7 @@ def main() -> None:
     from graft_vqa.engine import Engine
     from graft_vqa.models import build_default_scorer
     from graft_vqa.planner import RulePlanner
-    from graft_vqa.tile import load_tile
+    from graft_vqa.core.tiles import load_tile
 
     data = load_rsvqa(args.data_root, "test")
     total = len(data.questions)

@@ -22,7 +22,7 @@ from graft_vqa.image_patch import ImagePatch, PatchContext
 from graft_vqa.perception.components import components
 from graft_vqa.perception.sam import SamRefiner, build_sam
 from graft_vqa.perception.scorer import GraftScorer
-from graft_vqa.tile import load_tile
+from graft_vqa.core.tiles import load_tile
 
 DEFAULT_TILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tiles" / "rgbn_5m_utm18n.tif"
 

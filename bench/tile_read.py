@@ -68,7 +68,7 @@ def main() -> int:
         return 0
     from tqdm import tqdm
 
-    from graft_vqa.tile import load_tile
+    from graft_vqa.core.tiles import load_tile
 
     with tempfile.TemporaryDirectory() as tmp:
         big, small = Path(tmp) / "big.tif", Path(tmp) / "small.tif"

@@ -15,7 +15,7 @@ import torch
 from graft_models.data import PairBatch
 from graft_models.embed_ground import build_ground_encoder
 from graft_models.losses import ImageLevelLoss, PixelLevelLoss
-from graft_models.model import build_graft
+from graft_models.factory import build_graft
 from graft_models.train import compute_loss
 from graft_models.train_config import config_from_dict
 

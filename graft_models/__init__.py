@@ -1,6 +1,7 @@
 """GRAFT models: satellite encoders aligned with CLIP, checkpoint import/export, text encoder, zero-shot tools."""
 from graft_models.checkpoint import export_official, load_graft, save_graft
-from graft_models.model import GRAFT_MODELS, GraftConfig, GraftModel, build_graft
+from graft_models.factory import build_graft
+from graft_models.model import GRAFT_MODELS, GraftConfig, GraftModel
 from graft_models.text import TextEncoder, build_text_encoder
 
 __all__ = [

@@ -18,7 +18,7 @@ import torch
 
 from graft_models import convert
 from graft_models.model import GRAFT_MODELS, GraftConfig, GraftModel
-from graft_vqa.errors import CheckpointError, WeightsNotFoundError
+from graft_vqa.core.errors import CheckpointError, WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
 

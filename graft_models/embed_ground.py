@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from graft_models.checkpoint import load_module_state, read_file, unwrap
 from graft_models.data.dataset import ground_tensor
-from graft_vqa.errors import DatasetNotFoundError, WeightsNotFoundError
+from graft_vqa.core.errors import DatasetNotFoundError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 KEYS = "keys.txt"
@@ -152,7 +152,7 @@ def build_ground_encoder(name: str = "clip-vitb16", checkpoint: str | Path | Non
     CLIP weights only with ``allow_untrained``.
     """
     if name == "graft-tiny":
-        from graft_models.model import build_graft
+        from graft_models.factory import build_graft
 
         with torch.random.fork_rng():
             torch.manual_seed(seed)

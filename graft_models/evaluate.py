@@ -8,7 +8,7 @@ image sizes, ground encoder, stored embeddings and text weights; flags override)
 Retrieval: every satellite image of the split is a query and the split's ground photos the
 gallery (a photo is relevant to its own satellite image), and the reverse direction; both through
 :func:`graft_models.zeroshot.retrieval_metrics` on embeddings from
-:func:`graft_models.train.embed_pairs`. The full similarity matrix is ranked in memory, so cap very
+:func:`graft_models.retrieval.embed_pairs`. The full similarity matrix is ranked in memory, so cap very
 large splits with ``--max-images``. Training calls :func:`zeroshot_metrics` at validation time.
 """
 from __future__ import annotations
@@ -28,8 +28,9 @@ from graft_models.train_config import (
     ZeroShotConfig,
     config_from_dict,
 )
-from graft_models.data import PairDataset, read_official
-from graft_vqa.errors import CheckpointError, GraftVQAError, WeightsNotFoundError
+from graft_models.retrieval import pair_metrics
+from graft_models.train_checkpoint import CKPT_FORMAT
+from graft_vqa.core.errors import CheckpointError, GraftVQAError, WeightsNotFoundError
 
 log = logging.getLogger("graft_models.evaluate")
 
@@ -76,7 +77,6 @@ def load_for_eval(path: str | Path, *, trust_checkpoint: bool = False) -> tuple[
     """A GRAFT model (eval mode, CPU) and, for a training checkpoint, its config dict (else None)."""
     from graft_models.checkpoint import load_graft, load_state, read_file
     from graft_models.model import GraftConfig, GraftModel
-    from graft_models.train import CKPT_FORMAT
 
     path = Path(path)
     raw, _ = read_file(path, trust_checkpoint=trust_checkpoint, what="checkpoint")
@@ -94,44 +94,6 @@ def load_for_eval(path: str | Path, *, trust_checkpoint: bool = False) -> tuple[
         log.info("training checkpoint %s at step %s", path, raw.get("step"))
         return model.eval(), config
     return load_graft(path, trust_checkpoint=trust_checkpoint), None
-
-
-def pair_dataset(cfg: TrainConfig, embeddings, max_images: int | None = None):
-    """The :class:`PairDataset` of split ``cfg.data.val_split`` (its first ``max_images`` images)."""
-    d = cfg.data
-    recs = read_official(d.root, d.val_split)[:max_images]
-    return PairDataset(d.root, recs, image_size=d.image_size, ground_size=d.ground_size,
-                       embeddings=embeddings, max_ground=d.max_ground)
-
-
-def dataset_retrieval(cfg: TrainConfig, model: nn.Module, ground_encoder, ds,
-                      device: torch.device) -> dict[str, float]:
-    """Recall@k (``cfg.recall_k``) and mAP, both directions, of ``model`` on a pair dataset.
-
-    Keys: ``images``, ``ground_photos``, ``sat2ground_recall@k``, ``sat2ground_mAP`` and the
-    ``ground2sat_`` equivalents (the names in metrics.csv and in the evaluate command's output).
-    """
-    from graft_models.train import embed_pairs
-    from graft_models.zeroshot import retrieval_metrics
-
-    sat, ground, owner = (t.cpu() for t in embed_pairs(model, ground_encoder, ds, cfg.data.batch_size, device))
-    relevant = (owner[None, :] == torch.arange(len(sat))[:, None]).numpy()  # (S, M)
-    out = {"images": float(len(sat)), "ground_photos": float(len(ground))}
-    out.update({f"sat2ground_{k}": v for k, v in retrieval_metrics(sat, ground, relevant, cfg.recall_k).items()})
-    out.update({f"ground2sat_{k}": v for k, v in retrieval_metrics(ground, sat, relevant.T, cfg.recall_k).items()})
-    return out
-
-
-def pair_metrics(cfg: TrainConfig, model: nn.Module, device: torch.device,
-                 max_images: int | None = None) -> dict[str, float]:
-    """:func:`dataset_retrieval` on split ``cfg.data.val_split`` with the configured ground side."""
-    from graft_models.embed_ground import GroundEmbeddings, build_ground_encoder
-
-    d = cfg.data
-    emb = GroundEmbeddings(d.embeddings) if d.embeddings else None
-    genc = None if emb else build_ground_encoder(cfg.model.ground_encoder, cfg.model.clip_checkpoint,
-                                                 allow_untrained=cfg.model.allow_untrained).to(device)
-    return dataset_retrieval(cfg, model, genc, pair_dataset(cfg, emb, max_images), device)
 
 
 def settings(a: argparse.Namespace, model: nn.Module, saved: dict | None) -> TrainConfig:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graft_vqa.errors import WeightsError
+from graft_vqa.core.errors import WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -142,19 +142,3 @@ class GraftModel(nn.Module):
         """Both heads from one pass: ``(image (B, D), patches (B, gh, gw, D))``."""
         tokens, grid = self.tokens(x)
         return self.image_head(tokens), self.patch_head(tokens, grid)
-
-
-def build_graft(name: str = "graft-vitb16", checkpoint: str | None = None, *,
-                trust_checkpoint: bool = False) -> GraftModel:
-    """Build a registered GRAFT model in eval mode; random weights unless ``checkpoint`` is given.
-
-    With a checkpoint, its architecture must match ``name`` (a :class:`CheckpointError` otherwise).
-    """
-    if name not in GRAFT_MODELS:
-        raise KeyError(f"unknown GRAFT model {name!r}; known: {', '.join(sorted(GRAFT_MODELS))}")
-    if checkpoint is not None:
-        from graft_models.checkpoint import load_graft
-
-        return load_graft(checkpoint, trust_checkpoint=trust_checkpoint, expect=GRAFT_MODELS[name])
-    model = GraftModel(GRAFT_MODELS[name])
-    return model.eval()

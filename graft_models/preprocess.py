@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from graft_vqa.errors import UnsupportedTileError
+from graft_vqa.core.errors import UnsupportedTileError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's RGB mean (0-1 scale)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)  # OpenAI CLIP's RGB std (0-1 scale)

@@ -8,7 +8,6 @@ or a bare text-tower state dict); random weights only with ``allow_random=True``
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graft_vqa.errors import CheckpointError, WeightsNotFoundError
+from graft_vqa.core.errors import CheckpointError, WeightsNotFoundError
+from graft_vqa.core.lru import LRU
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class TextEncoder:
         self.tokenizer = tokenizer
         self.cache_size = cache_size
         self.name = name
-        self._cache: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        self._cache: LRU[tuple[str, str], torch.Tensor] = LRU(max_items=cache_size)
 
     @property
     def device(self) -> torch.device:
@@ -93,15 +93,14 @@ class TextEncoder:
         if isinstance(texts, str):
             texts = [texts]
         todo = list(dict.fromkeys(t for t in texts if (template, t) not in self._cache))
-        if todo:
-            for text, emb in zip(todo, self._embed(todo, template)):
-                self._cache[(template, text)] = emb
+        fresh = dict(zip(todo, self._embed(todo, template))) if todo else {}
         out = []
-        for text in texts:
-            self._cache.move_to_end((template, text))
-            out.append(self._cache[(template, text)])
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        for text in texts:  # this call's texts stay available even when the cache is smaller than the batch
+            emb = fresh.get(text)
+            if emb is None:
+                emb = self._cache.get((template, text))
+            self._cache.put((template, text), emb)
+            out.append(emb)
         return torch.stack(out) if out else torch.zeros(0, self.tower.output_dim)
 
     def cache_info(self) -> dict[str, int]:

@@ -23,15 +23,15 @@ from tqdm import tqdm
 
 from graft_models import distributed as D
 from graft_models.data import PairBatch, PairDataset, collate_pairs, read_official
-from graft_models.checkpoint import load_module_state, read_file
+from graft_models.checkpoint import load_module_state
 from graft_models.embed_ground import GroundEmbeddings, build_ground_encoder, load_clip_state
-from graft_models.evaluate import dataset_retrieval, pair_dataset
+from graft_models.retrieval import dataset_retrieval, pair_dataset
+from graft_models.train_checkpoint import read_checkpoint, save_checkpoint
 from graft_models.losses import ImageLevelLoss, PixelLevelLoss
-from graft_models.train_config import ConfigError, TrainConfig, config_from_dict, config_to_dict, load_config
-from graft_vqa.errors import CheckpointError, GraftVQAError, WeightsNotFoundError
+from graft_models.train_config import ConfigError, TrainConfig, config_from_dict, load_config
+from graft_vqa.core.errors import GraftVQAError, WeightsNotFoundError
 
 log = logging.getLogger("graft_models.train")
-CKPT_FORMAT = "graft-train/1"
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -82,7 +82,7 @@ def lr_lambda(cfg: TrainConfig):
 
 def build_model(cfg: TrainConfig) -> nn.Module:
     """The satellite encoder, initialised from CLIP (``model.clip_checkpoint``) or randomly on request."""
-    from graft_models.model import build_graft
+    from graft_models.factory import build_graft
 
     torch.manual_seed(cfg.seed)
     model = build_graft(cfg.model.name)
@@ -128,62 +128,10 @@ def compute_loss(cfg: TrainConfig, model: nn.Module, ground_encoder, batch: Pair
     return total
 
 
-@torch.no_grad()
-def embed_pairs(model: nn.Module, ground_encoder, ds: PairDataset, batch_size: int,
-                device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Satellite embeddings (S, D), ground embeddings (M, D) and each ground's satellite (M,) of ``ds``.
-
-    ``ground_encoder`` None: ``ds`` yields stored ground embeddings. The model runs in eval mode.
-    """
-    sats, grounds, owners = [], [], []
-    was = model.training
-    model.eval()
-    loader = DataLoader(ds, batch_size=batch_size, collate_fn=collate_pairs)
-    for b in tqdm(loader, desc="embed pairs", disable=len(loader) < 8):
-        b = b.to(device)
-        owners.append(b.owner + sum(len(s) for s in sats))
-        sats.append(model.encode_image(b.sat).float())
-        grounds.append((b.ground if ground_encoder is None else ground_encoder(b.ground)).float())
-    model.train(was)
-    return torch.cat(sats), torch.cat(grounds), torch.cat(owners)
-
-
 def validate(cfg: TrainConfig, model: nn.Module, ground_encoder, val_ds: PairDataset,
              device) -> dict[str, float]:
     """Retrieval recall@k and mAP on the validation dataset, named as the evaluate command names them."""
     return dataset_retrieval(cfg, model, ground_encoder, val_ds, device)
-
-
-def save_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, opt, sched, step: int) -> None:
-    """Self-describing training checkpoint (everything needed to resume bit-for-bit)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": CKPT_FORMAT, "step": step, "config": config_to_dict(cfg),
-             "model_config": model.config.to_dict(), "model": model.state_dict(),
-             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             # training draws no CUDA random numbers (no dropout; data order from seeded CPU
-             # generators), so only the CPU generator is saved and restored
-             "rng": {"torch": torch.get_rng_state()}}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    (path.parent / "latest.txt").write_text(path.name + "\n")
-    olds = sorted(path.parent.glob("step_*.pt"))[:-max(1, cfg.keep_checkpoints)]
-    for old in olds:
-        old.unlink()
-
-
-def read_checkpoint(spec: str, out_dir: str) -> dict:
-    """Load a training checkpoint: ``auto`` is the newest in ``out_dir/checkpoints``."""
-    if spec == "auto":
-        latest = Path(out_dir) / "checkpoints" / "latest.txt"
-        if not latest.is_file():
-            raise CheckpointError(f"--resume auto: no checkpoint under {latest.parent}; start without --resume")
-        spec = str(latest.parent / latest.read_text().strip())
-    state, _ = read_file(Path(spec), what="training checkpoint")
-    if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
-        raise CheckpointError(f"{spec} is not a graft_models.train checkpoint; pass a step_*.pt file "
-                              "from out_dir/checkpoints (or --resume auto)")
-    return state
 
 
 class Metrics:

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from graft_models.losses import DIRECTIONS, REDUCTIONS
-from graft_vqa.errors import ConfigError
+from graft_vqa.core.errors import ConfigError
 
 __all__ = ["ConfigError", "TrainConfig", "config_from_dict", "config_to_dict", "load_config", "validate"]
 

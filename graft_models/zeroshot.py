@@ -19,8 +19,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from graft_models.preprocess import to_tensor
-from graft_vqa.errors import DatasetNotFoundError
-from graft_vqa.tile import load_tile
+from graft_vqa.core.errors import DatasetNotFoundError
+from graft_vqa.core.tiles import load_tile
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def pad_chip(rgb: np.ndarray, size: int = 224, pad: Literal["zeros", "resize"] =
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """``H x W x 3`` uint8 RGB view of an image file: :meth:`graft_vqa.tile.Tile.rgb` (band choice,
+    """``H x W x 3`` uint8 RGB view of an image file: :meth:`graft_vqa.core.tiles.Tile.rgb` (band choice,
     tile-wide per-band percentile stretch for non-uint8 data, nodata -> 0), as ``find()`` sees tiles."""
     return load_tile(path).rgb()
 

@@ -18,7 +18,7 @@ __all__ = ["Answer", "Detection", "Engine", "EngineConfig", "FindConfig", "ask",
 _LAZY = {
     "Answer": "graft_vqa.answer", "Detection": "graft_vqa.answer", "Engine": "graft_vqa.engine",
     "ask": "graft_vqa.engine", "EngineConfig": "graft_vqa.config", "FindConfig": "graft_vqa.config",
-    "segment": "graft_vqa.segmentation", "evaluate_miou": "graft_vqa.segmentation", "load_tile": "graft_vqa.tile", "ImagePatch": "graft_vqa.image_patch",
+    "segment": "graft_vqa.segmentation", "evaluate_miou": "graft_vqa.segmentation", "load_tile": "graft_vqa.core.tiles", "ImagePatch": "graft_vqa.image_patch",
 }
 
 if TYPE_CHECKING:  # pragma: no cover

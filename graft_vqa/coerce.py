@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graft_vqa.answer import AnswerKind
-from graft_vqa.errors import ProgramError
+from graft_vqa.core.errors import ProgramError
 
 _AREA_CALLS = re.compile(r"\b(area_m2|coverage_m2)\b")
 _YES = {"yes", "true", "y"}

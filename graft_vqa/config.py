@@ -1,41 +1,111 @@
-"""Engine configuration: one dataclass, passed explicitly (nothing is read at import time)."""
+"""Engine configuration: dataclasses passed explicitly (nothing is read at import time).
+
+These dataclasses are the one source of every engine setting and its default. Each field is
+declared with :func:`setting`, whose help text is the field's comment; the command line
+(``graft-vqa ask``, ``eval``, ``app``), the app's settings and the evaluation metadata are all
+generated from them, so a setting has one name and one default everywhere.
+"""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from graft_vqa.core.errors import ConfigError
 
 # Names of graft_models.GRAFT_MODELS, without importing torch (tests check that they agree).
 GRAFT_MODEL_NAMES: tuple[str, ...] = ("graft-vitb16", "graft-tiny")
+SAM_MODELS: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
+UNTRAINED_SEED = 0  # seed of the random weights that allow_untrained builds: untrained runs repeat exactly
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, cli: bool = True,
+            choices: tuple[str, ...] | None = None, default_factory: Any = dataclasses.MISSING,
+            metavar: str | None = None) -> Any:
+    """A config field with its help text (shown by ``--help``) and whether the CLI exposes it."""
+    meta = {"help": help, "cli": cli, "choices": choices, "metavar": metavar}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class FindConfig:
-    threshold: float = 0.12  # absolute cosine threshold on GRAFT's scale (scores are typically 0.0-0.2)
-    threshold_mode: Literal["absolute", "relative"] = "absolute"  # relative: fraction of the map's range
-    relative_threshold: float = 0.5  # in relative mode: keep pixels above min + r * (max - min)
-    min_area_m2: float = 0.0  # drop components smaller than this (needs georeferencing or gsd_m)
-    min_pixels: int = 4  # drop components with fewer pixels (always applies)
-    refine: Literal["sam", "none"] = "sam"  # SAM refinement of components
-    sam_box_prompt: bool = False  # also pass the component's box to SAM
-    merge_iou: float = 0.7  # merge refined instances that overlap more than this
+    """How ``find`` turns score maps into instances."""
+
+    threshold: float = setting(0.12, "absolute cosine threshold on GRAFT's scale (scores are typically 0.0-0.2)")
+    threshold_mode: Literal["absolute", "relative"] = setting(
+        "absolute", "absolute: cut at threshold; relative: cut at min + relative_threshold * (max - min) of the map")
+    relative_threshold: float = setting(0.5, "in relative mode: the fraction of the map's range to cut at")
+    min_area_m2: float = setting(0.0, "drop instances smaller than this many m² (needs georeferencing or gsd_m)")
+    min_pixels: int = setting(4, "drop instances with fewer pixels (always applies)")
+    refine: Literal["sam", "none"] = setting("sam", "refine each instance's mask with SAM, or keep the components")
+    sam_box_prompt: bool = setting(False, "also prompt SAM with the component's box")
+    merge_iou: float = setting(0.7, "merge refined instances that overlap more than this IoU")
 
 
 @dataclass
 class EngineConfig:
-    graft_model: str = "graft-vitb16"  # architecture in graft_models' registry (graft-tiny for tests)
-    graft_weights: str = "graft-naip-patch"  # entry of graft_vqa.weights for the GRAFT checkpoint
-    graft_checkpoint: str | None = None  # explicit GRAFT checkpoint path (else resolved by weights)
-    text_model: str = "clip-vitb16"  # text tower in graft_models.text (clip-tiny for tests)
-    clip_checkpoint: str | None = None  # explicit CLIP ViT-B/16 weights (else resolved by weights)
-    text_template: str = "raw"  # prompt template for queries: raw (official demo) or ensemble
-    sam_model: str = "vit_b"  # SAM size: vit_b, vit_l, vit_h
-    sam_checkpoint: str | None = None  # explicit SAM checkpoint path (else resolved by weights)
-    allow_untrained: bool = False  # random weights when none are found; every answer then warns
-    trust_checkpoint: bool = False  # allow unpickling non-tensor objects in checkpoints the user trusts
-    device: str = "cpu"  # torch device for the models
-    gsd_m: float | None = None  # ground sample distance for non-georeferenced images
-    find: FindConfig = field(default_factory=FindConfig)
-    sandbox_timeout_s: float = 30.0  # wall-clock limit per program
-    sandbox_call_budget: int = 200  # ImagePatch calls per program
-    planner_attempts: int = 3  # LLM planner: attempts with the error fed back
-    cache_dir: str | None = None  # program cache folder; None: $GRAFT_VQA_HOME/programs (weights.home())
+    """Models, weights, sandbox limits and find settings of an :class:`~graft_vqa.engine.Engine`."""
+
+    graft_model: str = setting("graft-vitb16", "GRAFT architecture (graft-tiny for tests)", choices=GRAFT_MODEL_NAMES)
+    graft_weights: str = setting(
+        "graft-naip-patch", "which GRAFT checkpoint to look for: the NAIP ones for aerial imagery around 1 m, the "
+        "Sentinel ones for 10 m satellite tiles (eval picks graft-sentinel-patch for RSVQA-LR)")
+    graft_checkpoint: str | None = setting(None, "explicit GRAFT checkpoint file (else found by graft_weights)",
+                                           metavar="PATH")
+    text_model: str | None = setting(None, "text tower; None: the one that goes with graft_model "
+                                           "(clip-vitb16, or clip-tiny for graft-tiny)", cli=False)
+    clip_checkpoint: str | None = setting(None, "explicit CLIP ViT-B/16 weights file", metavar="PATH")
+    text_template: str = setting("raw", "prompt template for queries: raw (official demo) or ensemble",
+                                 choices=("raw", "ensemble"))
+    sam_model: str = setting("vit_b", "SAM size", choices=SAM_MODELS)
+    sam_checkpoint: str | None = setting(None, "explicit SAM checkpoint file (else found by sam_model)", metavar="PATH")
+    allow_untrained: bool = setting(False, "random weights (seeded) where none are found; answers are marked untrained")
+    trust_checkpoint: bool = setting(False, "allow unpickling non-tensor objects in checkpoints you trust")
+    device: str = setting("cpu", "torch device for the models")
+    gsd_m: float | None = setting(None, "ground sample distance in metres for images without georeferencing",
+                                  metavar="METRES")
+    find: FindConfig = setting(help="find settings", default_factory=FindConfig, cli=False)
+    sandbox_timeout_s: float = setting(30.0, "wall-clock limit per program, in seconds")
+    sandbox_call_budget: int = setting(200, "ImagePatch calls per program")
+    planner_attempts: int = setting(3, "LLM planner: attempts with the error fed back")
+    cache_dir: str | None = setting(None, "program cache folder (default $GRAFT_VQA_HOME/programs)", cli=False)
+
+    def resolved_text_model(self) -> str:
+        """The text tower: ``text_model``, else the one that goes with ``graft_model``."""
+        if self.text_model:
+            return self.text_model
+        return "clip-tiny" if self.graft_model == "graft-tiny" else "clip-vitb16"
+
+    @classmethod
+    def from_options(cls, base: EngineConfig | None = None, **options: Any) -> EngineConfig:
+        """A config from ``base`` (default: the defaults) with flat keyword options applied: any
+        :class:`EngineConfig` field or :class:`FindConfig` field (``threshold=0.1``).
+
+        Raises:
+            ConfigError: an unknown option (the message lists the known ones).
+        """
+        base = base or cls()
+        engine_fields = {f.name for f in dataclasses.fields(cls)}
+        find_fields = {f.name for f in dataclasses.fields(FindConfig)}
+        unknown = sorted(set(options) - engine_fields - find_fields)
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)}; use an EngineConfig field "
+                              f"({', '.join(sorted(engine_fields))}) or a FindConfig field ({', '.join(sorted(find_fields))})")
+        find = dataclasses.replace(base.find, **{k: v for k, v in options.items() if k in find_fields})
+        engine = {k: v for k, v in options.items() if k in engine_fields and k != "find"}
+        if "find" in options:
+            find = options["find"]
+        return dataclasses.replace(base, find=find, **engine)
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting as a flat ``{name: value}`` (find settings included), e.g. for run metadata."""
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k != "find"}
+        flat.update(dataclasses.asdict(self.find))
+        return flat
+
+
+def cli_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of a config dataclass that the command line exposes, in declaration order."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", False)]

@@ -4,54 +4,67 @@ An engine is built once and reused across many questions and tiles. Models load 
 use, so an engine given its own scorer never needs GRAFT weights. Per tile, the root
 :class:`ImagePatch` (and with it the scorer's cached features and score maps) is kept in a small
 LRU, so a second question on the same tile reuses everything.
+
+Programs run in one place, :meth:`Engine._execute`: planning runs a candidate program through it
+to check it (LLM planners), and answering runs the chosen program through it again, which reuses
+that last run instead of repeating it.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graft_vqa import weights
 from graft_vqa.answer import Answer
 from graft_vqa.coerce import coerce
 from graft_vqa.config import EngineConfig
-from graft_vqa.errors import GraftVQAError, PlannerError, ProgramError, QuestionNotUnderstoodError
+from graft_vqa.core.errors import ConfigError, PlannerError, ProgramError, QuestionNotUnderstoodError
+from graft_vqa.core.lru import LRU
+from graft_vqa.perception.protocols import Refiner, Scorer
+from graft_vqa.planner.program import Planner, Program
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only (the modules load torch)
+    from graft_vqa.image_patch import ImagePatch
+    from graft_vqa.sandbox import Execution
 
 log = logging.getLogger(__name__)
 
-_TILES_KEPT = 4  # root patches (and their cached features) kept per engine
+TILES_KEPT = 4  # root patches (and their cached features) kept per engine
 
 
 class Engine:
     """Answers questions about tiles.
 
     Args:
-        scorer: any object with ``score_maps(tile, queries)`` (and ``score_image`` for
-            ``best_text_match``); ``None`` builds the GRAFT scorer from the configured weights.
-        refiner: a SAM refiner; ``None`` builds one from SAM weights when found, else runs on
-            components with one warning.
-        planner: an object with ``plan(question) -> Program``; ``None`` is the offline rule planner.
+        scorer: a :class:`~graft_vqa.perception.protocols.Scorer` (``score_maps(tile, queries)``, and
+            ``score_image`` for ``best_text_match``); ``None`` builds the GRAFT scorer from the weights.
+        refiner: a :class:`~graft_vqa.perception.protocols.Refiner` (SAM); ``None`` builds one from SAM
+            weights when found, else ``find`` runs on the components with one warning.
+        planner: a :class:`~graft_vqa.planner.Planner`; ``None`` is the offline rule planner.
         config: :class:`EngineConfig`; ``None`` is the default configuration.
+        **options: :class:`EngineConfig` or :class:`~graft_vqa.config.FindConfig` fields applied on
+            top of ``config`` (``Engine(allow_untrained=True, threshold=0.1)``).
     """
 
-    def __init__(self, scorer: Any = None, refiner: Any = None, planner: Any = None,
-                 config: EngineConfig | None = None) -> None:
-        self.config = config or EngineConfig()
+    def __init__(self, scorer: Scorer | None = None, refiner: Refiner | None = None,
+                 planner: Planner | None = None, config: EngineConfig | None = None, **options: Any) -> None:
+        _check_parts(scorer, refiner, planner, config)
+        self.config = EngineConfig.from_options(config, **options) if options else (config or EngineConfig())
         self._scorer = scorer
         self._refiner = refiner
         self._refiner_ready = refiner is not None
         self._sam_missing: str | None = None  # why SAM is off, said by each tile's context when find runs
         self._planner = planner
         self._warnings: list[str] = []  # engine-wide warnings, carried by every answer
-        self._roots: OrderedDict[str, Any] = OrderedDict()
-        self._programs: dict[str, Any] = {}  # normalised question -> Program, for this engine's life
+        self._roots: LRU[str, ImagePatch] = LRU(max_items=TILES_KEPT)
+        self._programs: dict[str, Program] = {}  # normalised question -> Program, for this engine's life
         self._disk_cache: Any = None  # ProgramCache in config.cache_dir (default $GRAFT_VQA_HOME/programs)
+        self._last_run: tuple[str, int, Execution] | None = None  # (source, id(root), execution) of the last run
 
     # --- lazily built parts --------------------------------------------------------------------
     @property
-    def scorer(self) -> Any:
+    def scorer(self) -> Scorer:
         if self._scorer is None:
             from graft_vqa.models import build_default_scorer
 
@@ -60,7 +73,7 @@ class Engine:
         return self._scorer
 
     @property
-    def refiner(self) -> Any:
+    def refiner(self) -> Refiner | None:
         if not self._refiner_ready:
             self._refiner_ready = True
             if self.config.find.refine == "sam":
@@ -74,7 +87,7 @@ class Engine:
         return self._refiner
 
     @property
-    def planner(self) -> Any:
+    def planner(self) -> Planner:
         if self._planner is None:
             from graft_vqa.planner import RulePlanner
 
@@ -87,10 +100,10 @@ class Engine:
         return list(self._warnings)
 
     # --- tiles ---------------------------------------------------------------------------------
-    def image_patch(self, image: Any) -> Any:
+    def image_patch(self, image: Any) -> ImagePatch:
         """The root :class:`ImagePatch` for ``image`` (path, array, PIL image or Tile), cached per tile."""
+        from graft_vqa.core.tiles import load_tile
         from graft_vqa.image_patch import SAM_MISSING, ImagePatch, PatchContext
-        from graft_vqa.tile import load_tile
 
         tile = load_tile(image, gsd_m=self.config.gsd_m)
         root = self._roots.get(tile.key)
@@ -99,45 +112,45 @@ class Engine:
             context = PatchContext(tile=tile, scorer=self.scorer, refiner=refiner, config=self.config.find,
                                    sam_missing=self._sam_missing or SAM_MISSING)
             root = ImagePatch(tile, context=context)
-            self._roots[tile.key] = root
-            while len(self._roots) > _TILES_KEPT:
-                self._roots.popitem(last=False)
-        self._roots.move_to_end(tile.key)
+            self._roots.put(tile.key, root)
         return root
 
     # --- programs ------------------------------------------------------------------------------
-    def plan(self, question: str, root: Any = None) -> tuple[Any, Any]:
-        """The program for ``question`` and, when planning already ran it, its execution.
-
-        Programs come from this engine's memory, then the on-disk cache, then the planner. A
-        non-deterministic planner (an LLM) gets syntax and runtime errors fed back, bounded.
-        """
+    def plan(self, question: str, root: ImagePatch | None = None) -> Program:
+        """The program for ``question``: from this engine's memory, then the on-disk cache, then the
+        planner. A non-deterministic planner (an LLM) has each candidate run on ``root`` (when given)
+        and gets syntax and runtime errors fed back, bounded by ``config.planner_attempts``."""
         from graft_vqa.planner import ProgramCache, normalise_question, plan_cached
 
         key = normalise_question(question)
         program = self._programs.get(key)
         if program is not None:
-            return program, None
-        executions: dict[str, Any] = {}
+            return program
 
-        def run(source: str) -> tuple[bool, str | None]:
-            executions[source] = self._run(source, root)
-            return executions[source].status == "ok", executions[source].error
+        def check(source: str) -> tuple[bool, str | None]:
+            execution = self._execute(source, root)
+            return execution.ok, execution.error
 
-        check = None if root is None or getattr(self.planner, "deterministic", False) else run
+        run = None if root is None or getattr(self.planner, "deterministic", False) else check
         if self._disk_cache is None:
             self._disk_cache = ProgramCache(self.config.cache_dir or weights.home() / "programs")
-        program = plan_cached(self.planner, question, self._disk_cache, run=check,
+        program = plan_cached(self.planner, question, self._disk_cache, run=run,
                               max_attempts=self.config.planner_attempts)
         self._programs[key] = program
-        return program, executions.get(program.source)
+        return program
 
-    def _run(self, source: str, root: Any) -> Any:
+    def _execute(self, source: str, root: ImagePatch) -> Execution:
+        """Run ``source`` on ``root`` in the sandbox: the one place programs run. Running the program
+        that ran last on the same root returns that run (the check made while planning)."""
+        if self._last_run is not None and self._last_run[:2] == (source, id(root)):
+            return self._last_run[2]
         from graft_vqa import sandbox
 
         root.context.begin_question()
-        return sandbox.run(source, root, timeout_s=self.config.sandbox_timeout_s,
-                           call_budget=self.config.sandbox_call_budget)
+        execution = sandbox.run(source, root, timeout_s=self.config.sandbox_timeout_s,
+                                call_budget=self.config.sandbox_call_budget)
+        self._last_run = (source, id(root), execution)
+        return execution
 
     # --- answering -----------------------------------------------------------------------------
     def ask(self, image: Any, question: str) -> Answer:
@@ -147,9 +160,10 @@ class Engine:
         start = time.perf_counter()
         root = self.image_patch(image)
         timings["load_s"] = time.perf_counter() - start
+        self._last_run = None  # a new question: nothing ran for it yet
         try:
             t0 = time.perf_counter()
-            program, execution = self.plan(question, root)
+            program = self.plan(question, root)
             timings["plan_s"] = time.perf_counter() - t0
         except QuestionNotUnderstoodError as exc:
             return self._failed(question, "", "not_understood", str(exc), timings, root)
@@ -158,8 +172,7 @@ class Engine:
             return self._failed(question, failed.source if failed else "", "planner_error", str(exc), timings, root)
 
         t0 = time.perf_counter()
-        if execution is None:
-            execution = self._run(program.source, root)
+        execution = self._execute(program.source, root)
         timings["run_s"] = time.perf_counter() - t0
         if execution.status != "ok":
             return self._failed(question, program.source, execution.status, execution.error, timings, root)
@@ -178,15 +191,30 @@ class Engine:
                       timings=timings, warnings=self._answer_warnings(root), crs=_crs_string(root.tile))
 
     def _failed(self, question: str, program: str, status: str, error: str | None, timings: dict[str, float],
-                root: Any) -> Answer:
+                root: ImagePatch) -> Answer:
         log.info("question %r failed (%s): %s", question, status, error)
         return Answer(question=question, answer=f"failed ({status})", value=None, kind="text", program=program,
                       timings=timings, warnings=self._answer_warnings(root), error=error or status, status=status,
                       crs=_crs_string(root.tile))
 
-    def _answer_warnings(self, root: Any) -> list[str]:
+    def _answer_warnings(self, root: ImagePatch) -> list[str]:
         seen: dict[str, None] = dict.fromkeys(self._warnings + list(root.context.warnings))
         return list(seen)
+
+
+def _check_parts(scorer: Any, refiner: Any, planner: Any, config: Any) -> None:
+    """A config (or another part) passed where a model goes is a clear error, not a later AttributeError."""
+    for name, part in (("scorer", scorer), ("refiner", refiner), ("planner", planner)):
+        if isinstance(part, EngineConfig):
+            raise ConfigError(f"an EngineConfig was passed as the {name}: pass it by name, "
+                              "Engine(config=EngineConfig(...)), or pass its fields as keywords, Engine(gsd_m=10.0)")
+    checks = (("scorer", scorer, "score_maps"), ("refiner", refiner, "refine"), ("planner", planner, "plan"))
+    for name, part, method in checks:
+        if part is not None and not callable(getattr(part, method, None)):
+            raise ConfigError(f"the {name} {type(part).__name__} has no {method}() method; "
+                              f"see graft_vqa.Engine's documentation for what a {name} needs")
+    if config is not None and not isinstance(config, EngineConfig):
+        raise ConfigError(f"config must be an EngineConfig, got {type(config).__name__}")
 
 
 def _crs_string(tile: Any) -> str | None:
@@ -202,13 +230,9 @@ def _crs_string(tile: Any) -> str | None:
 def ask(image: Any, question: str, **options: Any) -> Answer:
     """Answer one question about one image with a fresh engine.
 
-    ``options`` are :class:`EngineConfig` fields (``allow_untrained=True``, ``gsd_m=10``, ...) plus
-    ``scorer``, ``refiner`` and ``planner``. For many questions, build one :class:`Engine` and reuse it.
+    ``options`` are :class:`EngineConfig` and :class:`~graft_vqa.config.FindConfig` fields
+    (``allow_untrained=True``, ``gsd_m=10``, ``threshold=0.1``, ...) plus ``scorer``, ``refiner``,
+    ``planner`` and ``config``. For many questions, build one :class:`Engine` and reuse it.
     """
-    parts = {k: options.pop(k) for k in ("scorer", "refiner", "planner") if k in options}
-    known = {f.name for f in dataclasses.fields(EngineConfig)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise GraftVQAError(f"unknown option(s) for ask(): {', '.join(unknown)}; "
-                            f"use scorer, refiner, planner or an EngineConfig field: {', '.join(sorted(known))}")
-    return Engine(config=EngineConfig(**options), **parts).ask(image, question)
+    parts = {k: options.pop(k) for k in ("scorer", "refiner", "planner", "config") if k in options}
+    return Engine(**parts, **options).ask(image, question)

@@ -18,9 +18,10 @@ from shapely.geometry import mapping
 from graft_vqa.answer import Detection
 from graft_vqa.api import api
 from graft_vqa.config import FindConfig
-from graft_vqa.errors import AreaUnavailableError, GraftVQAError
+from graft_vqa.core.errors import AreaUnavailableError, GraftVQAError
 from graft_vqa.perception import geometry
-from graft_vqa.perception.components import Box, Instance, box_mask, find_instances, mask_box
+from graft_vqa.perception.components import find_instances, threshold_value
+from graft_vqa.perception.instances import Box, Instance, box_mask, mask_box
 from graft_vqa.perception.scorer import resize_maps
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ SAM_MISSING = ("SAM refinement was asked for (refine='sam') but no SAM model is 
 class PatchContext:
     """What every patch of one tile shares: models, settings, caches, warnings and this question's finds."""
 
-    tile: Any  # graft_vqa.tile.Tile
+    tile: Any  # graft_vqa.core.tiles.Tile
     scorer: Any  # score_maps(tile, queries) (and optionally score_image(tile, options))
     refiner: Any = None  # SamRefiner, or None for no refinement
     config: FindConfig = field(default_factory=FindConfig)  # find settings
@@ -170,12 +171,15 @@ class ImagePatch:
 
     @api
     def verify_property(self, name: str, property: str) -> bool:
-        """True when "{property} {name}" scores above the find threshold on average over this patch.
+        """True when "{property} {name}" scores above the find threshold on average over this patch
+        (in relative mode, the cut that find would use on the whole image).
 
         Example: `car.verify_property("car", "red")`
         """
-        scores = self.context.score_map(f"{property} {name}")[self._region_mask()]
-        return bool(scores.size and scores.mean() >= self.context.config.threshold)
+        score_map = self.context.score_map(f"{property} {name}")
+        scores = score_map[self._region_mask()]
+        cut = threshold_value(score_map, np.asarray(self.tile.valid_mask(), dtype=bool), self.context.config)
+        return bool(scores.size and scores.mean() >= cut)
 
     @api
     def crop(self, left: int, lower: int, right: int, upper: int) -> "ImagePatch":

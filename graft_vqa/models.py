@@ -6,11 +6,12 @@ returns the model and a list of warnings to attach to every answer (untrained we
 from __future__ import annotations
 
 import logging
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from graft_vqa import weights
-from graft_vqa.config import EngineConfig
-from graft_vqa.errors import WeightsNotFoundError
+from graft_vqa.config import UNTRAINED_SEED, EngineConfig
+from graft_vqa.core.errors import WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,17 @@ def _untrained(what: str, hint: str) -> str:
     return message
 
 
+@contextmanager
+def _seeded() -> Iterator[None]:
+    """Random weights from :data:`~graft_vqa.config.UNTRAINED_SEED`, without touching the caller's RNG,
+    so untrained runs (tests, demos, distributed workers) give the same answers every time."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        yield
+
+
 def _graft_model(config: EngineConfig) -> tuple[Any, list[str]]:
     """The configured GRAFT architecture with the found checkpoint (a mismatch is a CheckpointError)."""
     from graft_models import build_graft
@@ -34,7 +46,9 @@ def _graft_model(config: EngineConfig) -> tuple[Any, list[str]]:
     except WeightsNotFoundError:
         if not config.allow_untrained:
             raise
-        return build_graft(config.graft_model), [_untrained("GRAFT", weights.missing_hint(config.graft_weights))]
+        with _seeded():
+            model = build_graft(config.graft_model)
+        return model, [_untrained("GRAFT", weights.missing_hint(config.graft_weights))]
     return build_graft(config.graft_model, checkpoint=str(path), trust_checkpoint=config.trust_checkpoint), []
 
 
@@ -44,7 +58,8 @@ def _text_encoder(config: EngineConfig) -> tuple[Any, list[str]]:
     from graft_models import build_text_encoder
 
     trust = config.trust_checkpoint
-    if config.text_model == CLIP_WEIGHTS:
+    text_model = config.resolved_text_model()
+    if text_model == CLIP_WEIGHTS:
         try:
             path = weights.resolve(CLIP_WEIGHTS, config.clip_checkpoint)
         except WeightsNotFoundError:
@@ -52,16 +67,17 @@ def _text_encoder(config: EngineConfig) -> tuple[Any, list[str]]:
                 raise
             hint = weights.missing_hint(CLIP_WEIGHTS)
         else:
-            return build_text_encoder(config.text_model, checkpoint=str(path), trust_checkpoint=trust), []
+            return build_text_encoder(text_model, checkpoint=str(path), trust_checkpoint=trust), []
     elif config.clip_checkpoint is not None:
-        return build_text_encoder(config.text_model, checkpoint=config.clip_checkpoint, trust_checkpoint=trust), []
+        return build_text_encoder(text_model, checkpoint=config.clip_checkpoint, trust_checkpoint=trust), []
     else:
-        hint = (f"text model {config.text_model!r} has no published weights: pass clip_checkpoint "
+        hint = (f"text model {text_model!r} has no published weights: pass clip_checkpoint "
                 f"(--clip-checkpoint) or use text_model={CLIP_WEIGHTS!r}.")
         if not config.allow_untrained:
             raise WeightsNotFoundError(f"{hint} To run without trained weights, pass "
                                        "allow_untrained=True / --allow-untrained.")
-    text = build_text_encoder(config.text_model, allow_random=True, trust_checkpoint=trust)
+    with _seeded():
+        text = build_text_encoder(text_model, allow_random=True, trust_checkpoint=trust)
     return text, [_untrained("CLIP text", hint)]
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from graft_vqa.config import FindConfig
-from graft_vqa.errors import DatasetNotFoundError, GraftVQAError
+from graft_vqa.core.errors import DatasetNotFoundError, GraftVQAError
 from graft_vqa.perception.components import threshold_value
 from graft_vqa.perception.geometry import mask_polygon
 from graft_vqa.perception.scorer import resize_maps
@@ -82,7 +82,7 @@ def segment(image: Any, text: str, *, scorer: Any, refiner: Any = None, method: 
     ``scorer`` gives the pixel-level scores (e.g. ``GraftScorer``); ``refiner`` (a ``SamRefiner``)
     is needed for ``method="sam-point"``; ``config`` sets the threshold for ``method="threshold"``.
     """
-    from graft_vqa.tile import load_tile
+    from graft_vqa.core.tiles import load_tile
 
     if scorer is None:
         raise GraftVQAError("segment needs a scorer: pass scorer=GraftScorer(model, text_encoder) "
@@ -139,7 +139,7 @@ def evaluate_miou(folder: str | Path, classes: list[str], *, scorer: Any, refine
     Mask pixel value ``i`` is ``classes[i]``; ``ignore_index`` pixels are left out. Every class is
     segmented on every image (a false positive on an image without that class counts against it).
     """
-    from graft_vqa.tile import load_tile
+    from graft_vqa.core.tiles import load_tile
 
     inter = dict.fromkeys(classes, 0)
     union = dict.fromkeys(classes, 0)

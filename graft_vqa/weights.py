@@ -7,7 +7,7 @@ Every model file is resolved the same way (DESIGN.md, "Weights"):
 3. the cache, ``$GRAFT_VQA_HOME/weights`` (default ``~/.cache/graft_vqa/weights``);
 4. a download, only where the source is published and only when asked (``download=True`` or
    ``graft-vqa weights pull NAME``);
-5. otherwise :class:`~graft_vqa.errors.WeightsNotFoundError` saying which file to put where.
+5. otherwise :class:`~graft_vqa.core.errors.WeightsNotFoundError` saying which file to put where.
 
 Nothing here runs at import time; environment variables are read when a function is called.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from graft_vqa.errors import WeightsError, WeightsNotFoundError
+from graft_vqa.core.errors import WeightsError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 

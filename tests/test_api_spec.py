@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api_spec import api_spec_text
-from api_spec.generate import main, render
+from graft_vqa.planner.prompts import api_spec_text
+from graft_vqa.planner.api_spec import main, render
 from graft_vqa.api import api_members
 from graft_vqa.image_patch import ImagePatch
 
@@ -12,7 +12,7 @@ SPEC = Path(__file__).resolve().parents[1] / "api_spec" / "image_patch_api.md"
 
 
 def test_committed_spec_is_fresh():
-    assert SPEC.read_text(encoding="utf-8") == render(), "run `python -m api_spec.generate`"
+    assert SPEC.read_text(encoding="utf-8") == render(), "run `python -m graft_vqa.planner.api_spec`"
     assert api_spec_text() == SPEC.read_text(encoding="utf-8")
     assert main(["--check"]) == 0
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from graft_vqa.ui import AppOptions, UISettings, build_app
+from graft_vqa.interfaces.app import AppOptions, UISettings, build_app
 from tests.browser import page as ui
 from tests.browser.fakes import blob_engine_factory
 from tests.browser.server import chromium, running_app, save_artifact
@@ -24,7 +24,7 @@ def app_url(tmp_path_factory):
     previous = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")  # uploads land under tmp_path
     factory = blob_engine_factory(BLOBS)
-    app = build_app(factory, AppOptions(max_upload_mb=20, settings=UISettings(sam=False),
+    app = build_app(factory, AppOptions(max_upload_mb=20, settings=UISettings(refine="none"),
                                         workdir_root=str(work / "sessions")))
     try:
         with running_app(app, max_upload_mb=20) as url:

@@ -1,8 +1,8 @@
 """``python app.py`` options: defaults are local-only, and options reach the app and the server."""
 from __future__ import annotations
 
-import graft_vqa.ui.blocks as blocks
-from graft_vqa.ui.cli import build_parser, main
+import graft_vqa.interfaces.app.blocks as blocks
+from graft_vqa.interfaces.app.cli import build_parser, main
 
 
 def test_defaults_are_local_and_private():
@@ -31,7 +31,7 @@ def test_main_passes_options_to_the_app_and_server(monkeypatch):
     assert status == 0
     assert seen["kwargs"] == {"host": "0.0.0.0", "port": 8123, "share": False, "max_upload_mb": 5.0}
     options = built["options"]
-    assert options.max_upload_mb == 5.0 and options.settings.threshold == 0.2 and options.settings.sam is False
+    assert options.max_upload_mb == 5.0 and options.settings.threshold == 0.2 and options.settings.refine == "none"
     assert type(seen["app"]).__name__ == "Blocks"
     engine = built["factory"](options.settings)  # models load lazily: nothing heavy happens here
     assert engine.config.graft_model == "graft-tiny" and engine.config.allow_untrained

@@ -10,11 +10,11 @@ from PIL import Image
 
 from graft_vqa.answer import Answer, Detection
 from graft_vqa.config import EngineConfig
-from graft_vqa.errors import (PlannerError, QuestionNotUnderstoodError, UnreadableTileError,
+from graft_vqa.core.errors import (PlannerError, QuestionNotUnderstoodError, UnreadableTileError,
                               WeightsNotFoundError)
-from graft_vqa.ui.handlers import NO_TILE, handle_question, handle_upload
-from graft_vqa.ui.messages import answer_failure_message, error_message
-from graft_vqa.ui.session import EnginePool, UISettings, default_engine_factory
+from graft_vqa.interfaces.app.handlers import NO_TILE, handle_question, handle_upload
+from graft_vqa.interfaces.app.messages import answer_failure_message, error_message
+from graft_vqa.interfaces.app.session import EnginePool, UISettings, default_engine_factory
 
 TILE = "neon_osbs_029_10cm.tif"
 
@@ -127,7 +127,7 @@ def test_engine_pool_one_engine_per_settings():
 
 def test_default_factory_applies_settings():
     factory = default_engine_factory(EngineConfig(graft_model="graft-tiny"))
-    engine = factory(UISettings(threshold=0.07, sam=False, gsd_m=2.5))
+    engine = factory(UISettings(threshold=0.07, refine="none", gsd_m=2.5))
     assert engine.config.graft_model == "graft-tiny" and engine.config.find.threshold == 0.07
     assert engine.config.find.refine == "none" and engine.config.gsd_m == 2.5
     llm = factory(UISettings(planner="openai", base_url="http://127.0.0.1:9/v1", model="m"))
@@ -138,7 +138,7 @@ def test_llm_down_is_a_chat_message(tmp_path, shared_data):
     from tests.browser.server import free_port
 
     factory = default_engine_factory(EngineConfig(graft_model="graft-tiny"))
-    settings = UISettings(planner="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", sam=False)
+    settings = UISettings(planner="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", refine="none")
 
     class _NoScorer:  # the planner fails before any scoring
         def score_maps(self, tile, queries):
@@ -167,8 +167,8 @@ def test_warnings_get_their_own_collapsed_message(tmp_path, shared_data):
 
 
 def test_the_tile_is_loaded_once_per_question_and_shared_by_both_engine_calls(tmp_path, shared_data, monkeypatch):
-    from graft_vqa import tile as tile_module
-    from graft_vqa.tile import Tile
+    from graft_vqa.core import tiles as tile_module
+    from graft_vqa.core.tiles import Tile
 
     class _PatchingEngine(_FixedEngine):
         def image_patch(self, image):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from graft_vqa.answer import Detection
-from graft_vqa.ui.overlay import FILL_ALPHA, PALETTE, legend_names, queried_names, render_overlay
+from graft_vqa.interfaces.app.overlay import FILL_ALPHA, PALETTE, legend_names, queried_names, render_overlay
 
 PROGRAM = 'def execute_command(image_patch):\n    r = image_patch.find("road")\n' \
           "    b = image_patch.find('building')\n    return len(b) > len(r)\n"

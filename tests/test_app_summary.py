@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from graft_vqa.answer import Answer
-from graft_vqa.tile import load_tile
-from graft_vqa.ui.summary import answer_text, tile_summary, timings_text, warnings_title
+from graft_vqa.core.tiles import load_tile
+from graft_vqa.interfaces.app.summary import answer_text, tile_summary, timings_text, warnings_title
 
 
 def test_tile_summary_of_real_tiles(shared_data):

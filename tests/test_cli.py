@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from graft_vqa import __version__
-from graft_vqa.cli import main
+from graft_vqa.interfaces.cli import main
 
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rgbn_5m_utm18n.tif"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "graft_vqa.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "graft_vqa.interfaces.cli", *args], capture_output=True, text=True,
                           timeout=120)
 
 
@@ -55,7 +55,7 @@ def test_ask_missing_tile_is_a_clear_error(tmp_path):
 def test_ask_without_weights_says_what_to_fetch(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "GRAFT_VQA_WEIGHTS"}
     env["GRAFT_VQA_HOME"] = str(tmp_path / "home")
-    out = subprocess.run([sys.executable, "-m", "graft_vqa.cli", "ask", str(EXAMPLE),
+    out = subprocess.run([sys.executable, "-m", "graft_vqa.interfaces.cli", "ask", str(EXAMPLE),
                           "Is there a road?", "--refine", "none"], capture_output=True, text=True, timeout=300,
                          env=env)
     assert out.returncode == 2
@@ -93,7 +93,7 @@ def test_ask_json_and_geojson_outputs(tmp_path):
 
 
 def test_building_the_parser_does_not_import_torch():
-    code = "import sys; from graft_vqa.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from graft_vqa.interfaces.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from graft_vqa.coerce import coerce, format_area
-from graft_vqa.errors import ProgramError
+from graft_vqa.core.errors import ProgramError
 
 
 @pytest.mark.parametrize("value, answer, kind", [

@@ -8,7 +8,7 @@ import pytest
 
 import graft_vqa
 from graft_vqa import Engine, EngineConfig, FindConfig
-from graft_vqa.errors import TileNotFoundError, WeightsNotFoundError
+from graft_vqa.core.errors import TileNotFoundError, WeightsNotFoundError
 from graft_vqa.planner import Program
 
 from .fixtures.geo import ground_pixel_areas
@@ -157,7 +157,7 @@ def test_untrained_graft_end_to_end_warns_on_every_answer(shared_data, tmp_path,
 
 
 def test_ask_names_unknown_options_and_lists_the_known_ones(shared_data):
-    from graft_vqa.errors import GraftVQAError
+    from graft_vqa.core.errors import GraftVQAError
 
     with pytest.raises(GraftVQAError, match="thresh.*allow_untrained"):
         graft_vqa.ask(shared_data / UTM_5M, "Is there a road?", scorer=RectScorer({}), thresh=0.3)

@@ -7,7 +7,7 @@ import torch
 import graft_models
 from graft_models import build_graft, save_graft
 from graft_vqa import EngineConfig, weights
-from graft_vqa.errors import CheckpointError, WeightsNotFoundError
+from graft_vqa.core.errors import CheckpointError, WeightsNotFoundError
 from graft_vqa.models import build_default_scorer
 
 

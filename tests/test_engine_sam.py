@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from tests.synthetic import RectScorer
 from graft_vqa import Engine, EngineConfig
 from graft_vqa.perception.sam import SamRefiner, build_sam
 
@@ -15,7 +16,7 @@ def test_sam_weights_in_the_weights_folder_are_used(tmp_path, monkeypatch):
     torch.save(sam.state_dict(), folder / "sam_vit_b_01ec64.pth")
     monkeypatch.setenv("GRAFT_VQA_WEIGHTS", str(folder))
 
-    engine = Engine(scorer=object(), config=EngineConfig(sam_model="vit_b"))
+    engine = Engine(scorer=RectScorer({}), config=EngineConfig(sam_model="vit_b"))
     refiner = engine.refiner
     assert isinstance(refiner, SamRefiner)
     assert refiner.max_batch == 4  # CPU: chunks of prompts (see graft_vqa/models.py)

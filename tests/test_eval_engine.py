@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from eval.metrics import is_correct
+from graft_vqa.interfaces.evaluation.metrics import is_correct
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "rsvqa_lr_sample"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.rsvqa import detect_layout, load_rsvqa, parse_gsd
-from graft_vqa.errors import DatasetNotFoundError
+from graft_vqa.interfaces.evaluation.rsvqa import detect_layout, load_rsvqa, parse_gsd
+from graft_vqa.core.errors import DatasetNotFoundError
 from tests.fixtures.rsvqa_data import random_items, write_rsvqa
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rsvqa_lr_sample"

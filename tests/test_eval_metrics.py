@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from eval.metrics import RSVQA_BINS, bin_label, is_correct, parse_number
-from eval.report import build_report
-from eval.rsvqa import load_rsvqa
-from eval.runner import read_predictions, run
+from graft_vqa.interfaces.evaluation.metrics import RSVQA_BINS, bin_label, is_correct, parse_number
+from graft_vqa.interfaces.evaluation.report import build_report
+from graft_vqa.interfaces.evaluation.rsvqa import load_rsvqa
+from graft_vqa.interfaces.evaluation.runner import read_predictions, run
 from graft_vqa.answer import Answer
 from tests.fixtures.rsvqa_data import write_rsvqa
 from tests.fixtures.rsvqa_fake import ScriptedAnswerer

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from eval.report import TIMING_FIELDS
-from eval.rsvqa import load_rsvqa
-from eval.run_vqa import main
-from eval.runner import Selection, run, select
-from graft_vqa.errors import TileError
+from graft_vqa.interfaces.evaluation.report import TIMING_FIELDS
+from graft_vqa.interfaces.evaluation.rsvqa import load_rsvqa
+from graft_vqa.interfaces.evaluation.run import main
+from graft_vqa.interfaces.evaluation.runner import Selection, run, select
+from graft_vqa.core.errors import TileError
 from tests.fixtures.rsvqa_data import random_items, write_rsvqa
 from tests.fixtures.rsvqa_fake import ScriptedAnswerer
 
@@ -25,6 +25,11 @@ FAKE = ["--answerer", "tests.fixtures.rsvqa_fake:make_answerer", "--no-progress"
 
 def _script(*args: str) -> list[str]:
     return [sys.executable, str(REPO / "eval" / "run_vqa.py"), *args]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The environment of a script run: the fake answerer's module (tests.fixtures) importable."""
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
 
 
 def _report(out: Path) -> dict:
@@ -39,7 +44,7 @@ def _lines(out: Path) -> list[dict]:
 def test_real_sample_end_to_end_accounts_for_every_active_question(tmp_path: Path) -> None:
     out = tmp_path / "full"
     proc = subprocess.run(_script("--benchmark", "rsvqa", "--data-root", str(SAMPLE), "--out", str(out), *FAKE),
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     raw = json.loads((SAMPLE / "LR_split_test_questions.json").read_text())["questions"]
     active = sorted(q["id"] for q in raw if q["active"])
@@ -58,7 +63,7 @@ def test_kill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path) ->
     common = ["--data-root", str(SAMPLE), "--limit", "400", "--types", "presence,count,comp"]
     assert main([*common, "--out", str(tmp_path / "ref"), *FAKE]) == 0
     out = tmp_path / "killed"
-    env = {**os.environ, "RSVQA_FAKE_DELAY_S": "0.01"}
+    env = _env(RSVQA_FAKE_DELAY_S="0.01")
     proc = subprocess.Popen(_script(*common, "--out", str(out), *FAKE), cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pred = out / "predictions.jsonl"
@@ -141,7 +146,7 @@ def test_selection_limit_applies_before_the_shard() -> None:
 
 
 def test_bad_input_gets_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    env_free = {k: v for k, v in os.environ.items() if k != "GRAFT_VQA_RSVQA_ROOT"}
+    env_free = {k: v for k, v in _env().items() if k != "GRAFT_VQA_RSVQA_ROOT"}
     proc = subprocess.run(_script("--out", str(tmp_path / "o"), *FAKE), cwd=REPO, env=env_free,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--data-root" in proc.stderr and "Traceback" not in proc.stderr
@@ -151,7 +156,7 @@ def test_bad_input_gets_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["--data-root", str(root), "--out", str(tmp_path / "r"), *FAKE]) == 0
     assert main(["--data-root", str(root), "--out", str(tmp_path / "r"), *FAKE]) == 2  # no silent overwrite
     assert main(["--data-root", str(root), "--limit", "2", "--out", str(tmp_path / "r"), "--resume", *FAKE]) == 2
-    assert "different limit" in capsys.readouterr().err
+    assert "different settings: limit (was None, now 2)" in capsys.readouterr().err
     assert main(["--data-root", str(root), "--shard", "3/2", "--out", str(tmp_path / "s"), *FAKE]) == 2
 
 

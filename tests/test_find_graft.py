@@ -11,7 +11,7 @@ from graft_models.sliding import patch_grid
 from graft_vqa.config import FindConfig
 from graft_vqa.image_patch import ImagePatch, PatchContext
 from graft_vqa.perception.scorer import GraftScorer
-from graft_vqa.tile import load_tile
+from graft_vqa.core.tiles import load_tile
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from graft_vqa.config import FindConfig
-from graft_vqa.errors import CheckpointError, WeightsNotFoundError
+from graft_vqa.core.errors import CheckpointError, WeightsNotFoundError
 from graft_vqa.image_patch import ImagePatch, PatchContext
-from graft_vqa.perception.components import Instance, mask_box, merge_duplicates
+from graft_vqa.perception.components import merge_duplicates
+from graft_vqa.perception.instances import Instance, mask_box
 from graft_vqa.perception import sam as sam_module
 from graft_vqa.perception.sam import SamMasks, SamRefiner, build_sam
 from graft_vqa.segmentation import segment_tile
-from graft_vqa.tile import load_tile
+from graft_vqa.core.tiles import load_tile
 
 
 class Rects:

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from graft_vqa.config import FindConfig
 from graft_vqa.image_patch import SAM_MISSING, ImagePatch, PatchContext
-from graft_vqa.tile import load_tile
+from graft_vqa.core.tiles import load_tile
 
 from .fixtures.geo import ground_pixel_areas
 

@@ -15,7 +15,7 @@ from graft_vqa.answer import Answer
 from graft_vqa.config import FindConfig
 from graft_vqa.image_patch import ImagePatch, PatchContext
 from graft_vqa.perception import geometry
-from graft_vqa.tile import load_tile
+from graft_vqa.core.tiles import load_tile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

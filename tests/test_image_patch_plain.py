@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from graft_vqa.config import FindConfig
-from graft_vqa.errors import AreaUnavailableError
+from graft_vqa.core.errors import AreaUnavailableError
 from graft_vqa.image_patch import ImagePatch, PatchContext
 from graft_vqa.perception.sam import SamMasks, SamRefiner
-from graft_vqa.tile import load_tile
+from graft_vqa.core.tiles import load_tile
 
 
 class TwoBlobs:

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from graft_models import build_graft, export_official, load_graft, save_graft
-from graft_vqa.errors import CheckpointError, WeightsError, WeightsNotFoundError
+from graft_vqa.core.errors import CheckpointError, WeightsError, WeightsNotFoundError
 from tests.test_models_parity import (
     TINY_HF, make_reference, official_state_dict, randomize_, reference_outputs, save_official,
 )

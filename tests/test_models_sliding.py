@@ -14,7 +14,7 @@ from torchvision import transforms
 from graft_models import build_graft
 from graft_models.preprocess import CLIP_MEAN, CLIP_STD, to_tensor
 from graft_models.sliding import patch_grid
-from graft_vqa.errors import UnsupportedTileError
+from graft_vqa.core.errors import UnsupportedTileError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from graft_models import TextEncoder, build_text_encoder
 from graft_models.text import TEMPLATES
-from graft_vqa.errors import CheckpointError, WeightsNotFoundError
+from graft_vqa.core.errors import CheckpointError, WeightsNotFoundError
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from graft_models.preprocess import to_tensor
 from graft_models.zeroshot import (
     class_prompt_name, classify_folder, pad_chip, read_rgb, retrieval_metrics,
 )
-from graft_vqa.errors import DatasetNotFoundError
+from graft_vqa.core.errors import DatasetNotFoundError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COLOURS = {"red": 0, "green": 1, "blue": 2}

@@ -16,7 +16,7 @@ from rasterio.windows import Window
 
 from graft_models.data import PairDataset, collate_pairs, read_official
 from graft_models.data.build_pairs import build_pairs
-from graft_vqa.errors import DatasetNotFoundError
+from graft_vqa.core.errors import DatasetNotFoundError
 
 TILES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tiles"
 CROP, CAP, SPACING = 96, 6, 48
@@ -174,7 +174,7 @@ def _stretched(data: np.ndarray) -> np.ndarray:
 
 
 def test_uint16_crops_are_the_tile_rgb_view(tmp_path):
-    from graft_vqa.tile import load_tile
+    from graft_vqa.core.tiles import load_tile
 
     tile = tmp_path / "u16.tif"
     data = _uint16_tile(tile)

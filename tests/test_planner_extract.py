@@ -1,13 +1,15 @@
 """Program extraction from LLM replies, static validation, prompts and the program cache."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
-from importlib import resources
+from graft_vqa.core.resources import data_path
 
 import pytest
 
-import prompts
-from graft_vqa.errors import PlannerError, ProgramError
+from graft_vqa.planner import prompts
+from graft_vqa.core.errors import PlannerError, ProgramError
 from graft_vqa.planner import (Program, ProgramCache, RulePlanner, UnusableReplyError, extract_program,
                                normalise_question, plan_cached, validate_program)
 
@@ -102,7 +104,7 @@ def test_templates_are_strict_and_the_question_lands_in_the_prompt():
 def test_fewshot_programs_validate_and_carry_their_question():
     examples = prompts.fewshot_examples()
     assert len(examples) >= 5
-    folder = resources.files("prompts").joinpath("fewshot")
+    folder = data_path("prompts") / "fewshot"
     for example in examples:
         text = folder.joinpath(example.name).read_text()
         assert text.startswith(f"# Question: {example.question}\n") and example.question.endswith("?")
@@ -123,13 +125,12 @@ def test_prompt_version_follows_the_prompt_files(monkeypatch):
         prompts.prompt_version.cache_clear()
 
 
-def test_api_spec_text_reads_the_generated_file_or_says_what_is_missing():
-    spec = resources.files("api_spec").joinpath("image_patch_api.md")
-    if spec.is_file():
-        assert prompts.api_spec_text() == spec.read_text(encoding="utf-8")
-    else:
-        with pytest.raises(PlannerError, match="image_patch_api.md"):
-            prompts.api_spec_text()
+def test_api_spec_text_reads_the_generated_file_or_says_what_is_missing(tmp_path, monkeypatch):
+    committed = Path(__file__).resolve().parents[1] / "api_spec" / "image_patch_api.md"
+    assert prompts.api_spec_text() == committed.read_text(encoding="utf-8")
+    monkeypatch.setattr(prompts, "data_path", lambda folder: tmp_path)  # an install without the spec
+    with pytest.raises(PlannerError, match="image_patch_api.md"):
+        prompts.api_spec_text()
 
 
 def test_cache_round_trip_and_keys(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graft_vqa.errors import PlannerError, ProgramError
+from graft_vqa.core.errors import PlannerError, ProgramError
 from graft_vqa.planner import Program, RulePlanner, UnusableReplyError, plan_with_feedback, validate_program
 from graft_vqa.planner import extract, rules
 from graft_vqa.planner.program import normalise_question

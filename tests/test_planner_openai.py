@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from graft_vqa.errors import PlannerError
+from graft_vqa.core.errors import PlannerError
 from graft_vqa.planner import OpenAIPlanner, ProgramCache, plan_cached, plan_with_feedback, validate_program
 from tests.openai_server import Reply, ScriptedOpenAIServer
 

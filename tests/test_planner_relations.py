@@ -12,7 +12,7 @@ from graft_vqa.api import api
 from graft_vqa.config import FindConfig
 from graft_vqa.image_patch import ImagePatch, PatchContext
 from graft_vqa.planner import RulePlanner
-from graft_vqa.tile import load_tile
+from graft_vqa.core.tiles import load_tile
 
 Box = tuple[int, int, int, int]  # (left, lower, right, upper), rows counted from the bottom
 SIZES, SHAPES = ("small", "medium", "large"), ("square", "rectangular", "circular")

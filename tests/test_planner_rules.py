@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from graft_vqa.errors import PlannerError, QuestionNotUnderstoodError
+from graft_vqa.core.errors import PlannerError, QuestionNotUnderstoodError
 from graft_vqa.image_patch import ImagePatch
 from graft_vqa.planner import Program, RulePlanner, validate_program
 from graft_vqa.planner.grammar import singular_word

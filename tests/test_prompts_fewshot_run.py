@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-import prompts
+from graft_vqa.planner import prompts
 from graft_vqa import sandbox
 from graft_vqa.coerce import coerce
 from graft_vqa.config import FindConfig
 from graft_vqa.image_patch import ImagePatch, PatchContext
-from graft_vqa.tile import load_tile
+from graft_vqa.core.tiles import load_tile
 
 from .synthetic import RectScorer
 

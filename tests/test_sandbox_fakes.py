@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from graft_vqa.api import api, api_members
-from graft_vqa.errors import AreaUnavailableError
+from graft_vqa.core.errors import AreaUnavailableError
 
 SECRET = "TOP-SECRET-MODEL-TOKEN-7f3a"
 """A marker that must never appear in anything a sandboxed program returns or prints."""

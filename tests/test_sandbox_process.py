@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from graft_vqa import sandbox
-from graft_vqa.errors import SandboxError
+from graft_vqa.core.errors import SandboxError
 from graft_vqa.sandbox import host
 from graft_vqa.sandbox.confine import Seccomp
 from tests.test_sandbox_fakes import FakePatch, program

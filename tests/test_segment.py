@@ -7,7 +7,7 @@ import rasterio
 from PIL import Image
 
 from graft_vqa.config import FindConfig
-from graft_vqa.errors import DatasetNotFoundError, GraftVQAError
+from graft_vqa.core.errors import DatasetNotFoundError, GraftVQAError
 from graft_vqa.perception.sam import SamMasks
 from graft_vqa.segmentation import evaluate_miou, segment
 
@@ -64,7 +64,7 @@ def test_sam_point_prompt_is_the_best_patch_centre(shared_data):
     res = segment(path, "tree", scorer=RectScorer(100, 140, 50, 90, peak=(123, 70)), refiner=refiner)
     assert refiner.points == [[[64 + 8, 112 + 8]]]  # peak (row 123, col 70) lies in the patch at (112, 64)
     assert res.point == (72, 120) and res.method == "sam-point"
-    from graft_vqa.tile import load_tile
+    from graft_vqa.core.tiles import load_tile
     assert np.array_equal(res.mask, b & load_tile(path).valid_mask())  # highest predicted IoU
 
 

@@ -12,8 +12,8 @@ from affine import Affine
 from pyproj import Geod, Transformer
 from shapely.geometry import Polygon
 
-from graft_vqa.errors import AreaUnavailableError, UnsupportedTileError
-from graft_vqa.tile import Tile, load_tile
+from graft_vqa.core.errors import AreaUnavailableError, UnsupportedTileError
+from graft_vqa.core.tiles import Tile, load_tile
 
 from .fixtures.geo import lonlat_rect, map_rect_ring
 
@@ -281,7 +281,7 @@ def test_key_includes_explicit_gsd(shared_data):
 
 
 def test_load_tile_opens_the_file_once(shared_data, monkeypatch):
-    from graft_vqa.tiles import sources
+    from graft_vqa.core.tiles import sources
 
     opened = []
     real_open = sources.rasterio.open

@@ -12,9 +12,9 @@ from PIL import Image
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from graft_vqa.errors import (AreaUnavailableError, TileNotFoundError, UnreadableTileError,
+from graft_vqa.core.errors import (AreaUnavailableError, TileNotFoundError, UnreadableTileError,
                               UnsupportedTileError)
-from graft_vqa.tile import MIN_SIDE, load_tile
+from graft_vqa.core.tiles import MIN_SIDE, load_tile
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 

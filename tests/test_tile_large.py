@@ -10,8 +10,8 @@ from affine import Affine
 from pyproj import Geod
 from rasterio.windows import Window
 
-from graft_vqa.errors import UnsupportedTileError
-from graft_vqa.tile import load_tile
+from graft_vqa.core.errors import UnsupportedTileError
+from graft_vqa.core.tiles import load_tile
 
 from .fixtures.geo import lonlat_rect
 

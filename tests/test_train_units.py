@@ -11,10 +11,10 @@ from PIL import Image
 
 from graft_models.embed_ground import GroundEmbeddings, build_ground_encoder, embed_ground
 from graft_models import distributed as D
-from graft_models import evaluate
+from graft_models import evaluate, retrieval
 from graft_models.train import StepBatches, build_model, compute_loss, lr_lambda, read_checkpoint, train
 from graft_models.train_config import ConfigError, config_from_dict
-from graft_vqa.errors import CheckpointError, DatasetNotFoundError, GraftVQAError, WeightsNotFoundError
+from graft_vqa.core.errors import CheckpointError, DatasetNotFoundError, GraftVQAError, WeightsNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
 TILES = REPO.parent / "shared" / "data" / "tiles"
@@ -84,12 +84,12 @@ def test_raw_image_mode_trains_exports_and_needs_weights(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     built = []
 
-    class CountingPairs(evaluate.PairDataset):
+    class CountingPairs(retrieval.PairDataset):
         def __init__(self, *a, **k):
             built.append(1)
             super().__init__(*a, **k)
 
-    monkeypatch.setattr(evaluate, "PairDataset", CountingPairs)
+    monkeypatch.setattr(retrieval, "PairDataset", CountingPairs)
     train(config_from_dict(tree, ["model.allow_untrained=true", "val_every=1"]))
     assert len(built) == 1  # the validation set is built once, not at each of the 2 validations
     rows = (tmp_path / "run" / "metrics.csv").read_text()
@@ -158,8 +158,8 @@ def test_checkpoint_reads_give_clear_errors(tmp_path):
 
 
 def test_evaluate_reports_a_wrong_state_dict_in_one_line(tmp_path, capsys):
-    from graft_models.model import build_graft
-    from graft_models.train import CKPT_FORMAT
+    from graft_models.factory import build_graft
+    from graft_models.train_checkpoint import CKPT_FORMAT
 
     ckpt = tmp_path / "step.pt"
     torch.save({"format": CKPT_FORMAT, "step": 1, "config": {}, "model": {"visual.bogus": torch.zeros(1)},

@@ -19,7 +19,7 @@ from graft_models.data import PairDataset, read_official
 from graft_models.data.synthetic import make_pair_set
 from graft_models.embed_ground import build_ground_encoder
 from graft_models.evaluate import main as evaluate_main
-from graft_models.model import build_graft
+from graft_models.factory import build_graft
 from graft_models.preprocess import to_tensor
 from graft_models.text import build_text_encoder
 from graft_models.train import train

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from graft_vqa import weights
-from graft_vqa.errors import WeightsError, WeightsNotFoundError
+from graft_vqa.core.errors import WeightsError, WeightsNotFoundError
 
 
 @pytest.fixture

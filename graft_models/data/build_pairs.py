@@ -7,7 +7,7 @@ in date when dates exist), photos are never reused, and crop centres in one tile
 tile date from ``tile_dates`` or the GeoTIFF ``TIFFTAG_DATETIME`` tag), a photo covered by several
 tiles only goes to the tile closest in date. The result is written in the official layout
 (:mod:`graft_models.data.official`), satellite crops as PNG in the RGB view that
-``graft_vqa.tile.Tile.rgb()`` gives (and ``find()`` later sees).
+``graft_vqa.core.tiles.Tile.rgb()`` gives (and ``find()`` later sees).
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from pyproj import Transformer
 from tqdm import tqdm
 
 from graft_models.data.official import SatRecord, write_official
-from graft_vqa.tile import load_tile
-from graft_vqa.errors import DatasetNotFoundError, UnsupportedTileError
+from graft_vqa.core.tiles import load_tile
+from graft_vqa.core.errors import DatasetNotFoundError, UnsupportedTileError
 
 log = logging.getLogger(__name__)
 

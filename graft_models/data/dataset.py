@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from graft_models.data.official import SatRecord
 from graft_models.preprocess import normalize
-from graft_vqa.errors import DatasetNotFoundError
+from graft_vqa.core.errors import DatasetNotFoundError
 
 
 class EmbeddingLookup(Protocol):

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graft_vqa.errors import DatasetNotFoundError
+from graft_vqa.core.errors import DatasetNotFoundError
 
 log = logging.getLogger(__name__)
 SPLIT_DIR = "split_m2o"

@@ -7,56 +7,18 @@ one instance, and a thin diagonal structure (a road drawn at 45°) is not split 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 from skimage.measure import label
 
 from graft_vqa.config import FindConfig
-
-if TYPE_CHECKING:  # pragma: no cover
-    from graft_vqa.perception.sam import SamRefiner
+from graft_vqa.perception.instances import Box, Instance, mask_box
+from graft_vqa.perception.protocols import Refiner
 
 log = logging.getLogger(__name__)
-
-Box = tuple[int, int, int, int]  # (left, top, right, bottom) pixel columns/rows, exclusive ends
-
-
-@dataclass
-class Instance:
-    """One connected component (or its SAM-refined mask) on the full tile grid."""
-
-    mask: np.ndarray  # bool (H, W) on the whole tile
-    box: Box  # (left, top, right, bottom) of ``mask``, exclusive ends
-    best_pixel: tuple[int, int]  # (row, col) of the highest score inside the component
-    score: float  # the score at ``best_pixel``
-    refined: bool = False  # True when SAM replaced the component's mask
-    sam_iou: float | None = None  # SAM's predicted IoU of the chosen mask, when refined
-
-    @property
-    def pixels(self) -> int:
-        """Number of pixels in the mask."""
-        return int(self.mask.sum())
-
-
-def mask_box(mask: np.ndarray) -> Box:
-    """(left, top, right, bottom) with exclusive ends of a non-empty boolean mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return (0, 0, 0, 0)
-    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-
-
-def box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
-    """A bool (H, W) mask that is True inside ``box`` (left, top, right, bottom), exclusive ends."""
-    region = np.zeros(shape, dtype=bool)
-    left, top, right, bottom = box
-    region[top:bottom, left:right] = True
-    return region
-
 
 def threshold_value(score_map: np.ndarray, region: np.ndarray, config: FindConfig) -> float:
     """The cut-off for ``score_map`` inside ``region`` (absolute, or relative to the region's range)."""
@@ -148,7 +110,7 @@ def merge_duplicates(instances: list[Instance], merge_iou: float) -> list[Instan
 
 
 def find_instances(tile: Any, score_map: np.ndarray, config: FindConfig,
-                   refiner: "SamRefiner | None" = None,
+                   refiner: Refiner | None = None,
                    region: np.ndarray | None = None) -> list[Instance]:
     """The whole ``find`` pipeline on one (H, W) score map: components, then SAM refinement when
     ``config.refine == "sam"`` and a refiner is given, then duplicate merging."""

@@ -7,7 +7,6 @@ but keeps the embedding in a per-tile cache and decodes every component's prompt
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
@@ -15,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from graft_vqa.errors import CheckpointError, WeightsNotFoundError
-from graft_vqa.perception.components import Instance, mask_box
+from graft_vqa.core.errors import CheckpointError, WeightsNotFoundError
+from graft_vqa.core.lru import LRU
+from graft_vqa.perception.instances import Instance, mask_box
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class SamRefiner:
         self.max_batch = max_batch  # prompts per decoder call; None: all of a tile's prompts in one call
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self.cache_size = cache_size  # tiles whose embedding is kept
-        self._cache: OrderedDict[str, _Embedding] = OrderedDict()
+        self._cache: LRU[str, _Embedding] = LRU(max_items=cache_size)
         self.encoder_calls = 0  # number of image-encoder runs (for tests and benchmarks)
 
     @property
@@ -86,19 +86,16 @@ class SamRefiner:
     def embed(self, tile: Any) -> _Embedding:
         """The tile's SAM image embedding, computed once per ``tile.key``."""
         key = tile.key
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         rgb = np.ascontiguousarray(tile.rgb())
         resized = self.transform.apply_image(rgb)
         x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1)[None].float()
         features = self.sam.image_encoder(self.sam.preprocess(x))
         self.encoder_calls += 1
         emb = _Embedding(features, tuple(resized.shape[:2]), tuple(rgb.shape[:2]))
-        self._cache[key] = emb
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return emb
+        return self._cache.put(key, emb)
 
     def predict(self, tile: Any, points: np.ndarray, boxes: np.ndarray | None = None,
                 multimask: bool = True) -> SamMasks:

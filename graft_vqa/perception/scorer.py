@@ -1,36 +1,22 @@
 """Scorers: text queries → per-pixel score maps on a tile.
 
 A scorer is any object with ``score_maps(tile, queries) -> np.ndarray (len(queries), h, w)``,
-higher meaning more likely. Scorers that can also score the whole image against a list of texts
-(``best_text_match``) offer ``score_image(tile, options) -> np.ndarray (len(options),)``.
+higher meaning more likely (:class:`~graft_vqa.perception.protocols.Scorer`). Scorers that can also
+score the whole image against a list of texts (``best_text_match``) offer
+``score_image(tile, options) -> np.ndarray (len(options),)``.
 """
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from graft_vqa.core.lru import LRU
+
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class Scorer(Protocol):
-    """Pixel-level scoring: one map per query; ``find`` resizes maps to the tile when needed."""
-
-    def score_maps(self, tile: Any, queries: list[str]) -> np.ndarray:  # pragma: no cover - protocol
-        ...
-
-
-@runtime_checkable
-class ImageScorer(Protocol):
-    """Image-level scoring: one score per option for the whole tile."""
-
-    def score_image(self, tile: Any, options: list[str]) -> np.ndarray:  # pragma: no cover - protocol
-        ...
 
 
 def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -63,22 +49,17 @@ class GraftScorer:
         self.overlap = overlap  # sliding-window overlap in pixels
         self.batch_size = batch_size  # windows per forward pass
         self.cache_size = cache_size  # tiles whose feature grid is kept
-        self._grids: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._images: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._texts: dict[str, torch.Tensor] = {}
+        self._grids: LRU[str, torch.Tensor] = LRU(max_items=cache_size)
+        self._images: LRU[str, torch.Tensor] = LRU(max_items=cache_size)
+        self._texts: LRU[str, torch.Tensor] = LRU(max_items=4096)  # text -> (512,) embedding
         self.grid_calls = 0  # number of patch-grid computations (for tests and benchmarks)
-
-    def _remember(self, cache: OrderedDict, key: str, value: torch.Tensor) -> None:
-        cache[key] = value
-        while len(cache) > self.cache_size:
-            cache.popitem(last=False)
 
     def patch_grid(self, tile: Any) -> torch.Tensor:
         """(gh, gw, 512) L2-normalised features of the tile, cached by ``tile.key``."""
         key = tile.key
-        if key in self._grids:
-            self._grids.move_to_end(key)
-            return self._grids[key]
+        cached = self._grids.get(key)
+        if cached is not None:
+            return cached
         from graft_models.sliding import native_grid, patch_grid
 
         with torch.no_grad():
@@ -89,18 +70,20 @@ class GraftScorer:
                                   batch_size=self.batch_size)
         self.grid_calls += 1
         grid_t = torch.as_tensor(np.asarray(grid, dtype=np.float32))
-        self._remember(self._grids, key, grid_t)
-        return grid_t
+        return self._grids.put(key, grid_t)
 
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
-        """(N, 512) normalised text embeddings, computed once per text."""
+        """(N, 512) normalised text embeddings, computed once per text (bounded LRU)."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
+        fresh: dict[str, torch.Tensor] = {}
         if missing:
             with torch.no_grad():
                 emb = self.text_encoder.encode(missing, template=self.template)
-            for text, row in zip(missing, torch.as_tensor(emb).float().cpu()):
-                self._texts[text] = row
-        return torch.stack([self._texts[t] for t in texts])
+            fresh = dict(zip(missing, torch.as_tensor(emb).float().cpu()))
+        rows = [fresh[t] if t in fresh else self._texts.get(t) for t in texts]
+        for text, row in zip(texts, rows):
+            self._texts.put(text, row)
+        return torch.stack(rows)
 
     def score_maps(self, tile: Any, queries: list[str]) -> np.ndarray:
         """(Q, h, w) float32 cosine scores, bilinearly resized from the patch grid to the tile."""
@@ -114,11 +97,12 @@ class GraftScorer:
     def score_image(self, tile: Any, options: list[str]) -> np.ndarray:
         """(len(options),) cosines between the image-level GRAFT embedding and each option."""
         key = tile.key
-        if key not in self._images:
+        image = self._images.get(key)
+        if image is None:
             from graft_models.preprocess import to_tensor
 
             device = next(self.model.parameters()).device
             with torch.no_grad():
                 emb = self.model.encode_image(to_tensor(np.array(tile.rgb()), size=224).to(device))
-            self._remember(self._images, key, emb[0].float().cpu())
-        return (self.text_embeddings(list(options)) @ self._images[key]).numpy().astype(np.float32)
+            image = self._images.put(key, emb[0].float().cpu())
+        return (self.text_embeddings(list(options)) @ image).numpy().astype(np.float32)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from graft_vqa.planner.cache import ProgramCache
 from graft_vqa.planner.extract import UnusableReplyError, extract_program, validate_program
 from graft_vqa.planner.feedback import plan_cached, plan_with_feedback
-from graft_vqa.planner.program import Program, normalise_question
+from graft_vqa.planner.program import Planner, Program, normalise_question
 from graft_vqa.planner.rules import RulePlanner
 
 __all__ = [
-    "OpenAIPlanner", "Program", "ProgramCache", "RulePlanner", "UnusableReplyError",
+    "OpenAIPlanner", "Planner", "Program", "ProgramCache", "RulePlanner", "UnusableReplyError",
     "extract_program", "normalise_question", "plan_cached", "plan_with_feedback", "validate_program",
 ]
 

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from graft_vqa.errors import ProgramError
+from graft_vqa.core.errors import ProgramError
 from graft_vqa.planner.extract import validate_program
 from graft_vqa.planner.program import Program, normalise_question
 

@@ -10,7 +10,7 @@ import ast
 import re
 import textwrap
 
-from graft_vqa.errors import PlannerError, ProgramError
+from graft_vqa.core.errors import PlannerError, ProgramError
 from graft_vqa.sandbox.guards import ALLOWED_IMPORTS
 from graft_vqa.sandbox.wire import quote_line
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Protocol
+from typing import Callable
 
-import prompts
-from graft_vqa.errors import PlannerError, ProgramError
+from graft_vqa.planner import prompts
+from graft_vqa.core.errors import PlannerError, ProgramError
 from graft_vqa.planner.cache import ProgramCache
 from graft_vqa.planner.extract import UnusableReplyError, validate_program
-from graft_vqa.planner.program import Program
+from graft_vqa.planner.program import Planner, Program
 
 log = logging.getLogger(__name__)
 
@@ -16,15 +16,6 @@ RunCheck = Callable[[str], "tuple[bool, str | None]"]
 """Runs a program source; returns (ok, error message quoting the failing line)."""
 
 _MAX_FED_BACK = 4000  # characters of a previous reply quoted back to the model
-
-
-class Planner(Protocol):
-    """What :func:`plan_with_feedback` needs from a planner."""
-
-    planner_id: str
-    prompt_version: str
-
-    def plan(self, question: str, feedback: str | None = None) -> Program: ...
 
 
 def plan_with_feedback(planner: Planner, question: str, run: RunCheck | None = None,

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import openai
 
-import prompts
-from graft_vqa.errors import PlannerError
+from graft_vqa.planner import prompts
+from graft_vqa.core.errors import PlannerError
 from graft_vqa.planner.extract import extract_program
 from graft_vqa.planner.program import Program
 

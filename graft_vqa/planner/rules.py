@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from graft_vqa.errors import QuestionNotUnderstoodError
+from graft_vqa.core.errors import QuestionNotUnderstoodError
 from graft_vqa.planner import codegen
 from graft_vqa.planner.grammar import NounPhrase, parse_noun_phrase
 from graft_vqa.planner.program import Program, normalise_question

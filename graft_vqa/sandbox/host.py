@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import api_members
-from ..errors import SandboxError
+from graft_vqa.core.errors import SandboxError
 from .process import Zygote, default_zygote
 from .wire import HANDLE_KEY, PeerClosed, WireError, from_plain, quote_line, recv_msg, send_msg, to_plain
 

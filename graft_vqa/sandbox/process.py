@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import SandboxError
+from graft_vqa.core.errors import SandboxError
 
 log = logging.getLogger(__name__)
 

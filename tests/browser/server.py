@@ -25,7 +25,7 @@ def free_port() -> int:
 def running_app(app: Any, max_upload_mb: float = 50.0) -> Iterator[str]:
     """Serve ``app`` (a ``gr.Blocks``) on 127.0.0.1 in this process; yields its URL."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from graft_vqa.ui import launch
+    from graft_vqa.interfaces.app import launch
 
     port = free_port()
     launch(app, host="127.0.0.1", port=port, max_upload_mb=max_upload_mb, block=False)

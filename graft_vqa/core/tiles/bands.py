@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from graft_vqa.errors import UnsupportedTileError
+from graft_vqa.core.errors import UnsupportedTileError
 
 PERCENTILES = (2.0, 98.0)  # robust stretch limits for non-uint8 data
 

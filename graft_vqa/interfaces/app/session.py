@@ -11,14 +11,14 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from graft_vqa.config import EngineConfig
+from graft_vqa.config import EngineConfig, FindConfig
+from graft_vqa.core.lru import LRU
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ class UISettings:
     base_url: str = ""  # OpenAI-compatible endpoint; "" means $OPENAI_BASE_URL
     model: str = ""  # LLM name; "" means $GRAFT_VQA_MODEL or the planner's default
     api_key: str = ""  # API key; "" means $OPENAI_API_KEY (local servers accept any)
-    threshold: float = 0.12  # find's cosine score threshold
-    sam: bool = True  # refine instances with SAM
+    threshold: float = FindConfig.threshold  # find's cosine score threshold (FindConfig's default)
+    refine: str = FindConfig.refine  # "sam": refine instances with SAM; "none": keep the components
     gsd_m: float | None = None  # ground sample distance for images without georeferencing
 
 
@@ -47,7 +47,7 @@ def default_engine_factory(base: EngineConfig | None = None) -> EngineFactory:
         from graft_vqa.engine import Engine
 
         find = dataclasses.replace(base.find, threshold=settings.threshold,
-                                   refine="sam" if settings.sam else "none")
+                                   refine=settings.refine)
         config = dataclasses.replace(base, find=find, gsd_m=settings.gsd_m or base.gsd_m)
         planner = None
         if settings.planner == "openai":
@@ -68,20 +68,13 @@ class EnginePool:
     def __init__(self, factory: EngineFactory, max_engines: int = 4) -> None:
         self.factory = factory
         self.max_engines = max_engines  # distinct settings combinations kept alive
-        self._engines: OrderedDict[UISettings, tuple[Any, threading.Lock]] = OrderedDict()
+        self._engines: LRU[UISettings, tuple[Any, threading.Lock]] = LRU(max_items=max_engines)
         self._lock = threading.Lock()
 
     def get(self, settings: UISettings) -> tuple[Any, threading.Lock]:
         """The engine for ``settings`` and the lock to hold while using it (built on first use)."""
         with self._lock:
-            entry = self._engines.get(settings)
-            if entry is None:
-                entry = (self.factory(settings), threading.Lock())
-                self._engines[settings] = entry
-                while len(self._engines) > self.max_engines:
-                    self._engines.popitem(last=False)
-            self._engines.move_to_end(settings)
-            return entry
+            return self._engines.get_or_put(settings, lambda: (self.factory(settings), threading.Lock()))
 
     def __len__(self) -> int:
         return len(self._engines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from graft_vqa.answer import Answer
-from graft_vqa.errors import (
+from graft_vqa.core.errors import (
     AreaUnavailableError,
     CheckpointError,
     GraftVQAError,

@@ -8,11 +8,11 @@ from typing import Any, Sequence
 import numpy as np
 from affine import Affine
 
-from graft_vqa.errors import UnsupportedTileError
-from graft_vqa.tiles.bands import select_bands
-from graft_vqa.tiles.core import Tile
-from graft_vqa.tiles.geo import build_geo
-from graft_vqa.tiles.sources import ArraySource, FileSource, RasterMeta, array_from_input, check_path
+from graft_vqa.core.errors import UnsupportedTileError
+from graft_vqa.core.tiles.bands import select_bands
+from graft_vqa.core.tiles.tile import Tile
+from graft_vqa.core.tiles.geo import build_geo
+from graft_vqa.core.tiles.sources import ArraySource, FileSource, RasterMeta, array_from_input, check_path
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from typing import Any, Callable
 from PIL import Image
 
 from graft_vqa.answer import Answer
-from graft_vqa.errors import UnsupportedTileError
-from graft_vqa.ui.messages import answer_failure_message, error_message
-from graft_vqa.ui.overlay import render_overlay
-from graft_vqa.ui.session import EnginePool, SessionState, UISettings
-from graft_vqa.ui.summary import answer_text, tile_summary, warnings_title
+from graft_vqa.core.errors import UnsupportedTileError
+from graft_vqa.interfaces.app.messages import answer_failure_message, error_message
+from graft_vqa.interfaces.app.overlay import render_overlay
+from graft_vqa.interfaces.app.session import EnginePool, SessionState, UISettings
+from graft_vqa.interfaces.app.summary import answer_text, tile_summary, warnings_title
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def handle_upload(path: str | None, state: SessionState | None, history: list[di
         if size_mb > max_upload_mb:
             raise UnsupportedTileError(f"{name} is {size_mb:.1f} MB, above this server's upload limit of "
                                        f"{max_upload_mb:g} MB")
-        from graft_vqa.tile import load_tile
+        from graft_vqa.core.tiles import load_tile
 
         tile = load_tile(path)
         rgb = tile.rgb()
@@ -123,7 +123,7 @@ def handle_question(question: str, state: SessionState | None, history: list[dic
         engine, lock = pool.get(settings)
         with lock:
             progress(0.2, desc="Loading models and tile features")
-            from graft_vqa.tile import load_tile
+            from graft_vqa.core.tiles import load_tile
 
             tile = load_tile(state.tile_path)  # once per question: the engine takes the Tile as is
             if hasattr(engine, "image_patch"):

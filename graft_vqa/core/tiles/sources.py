@@ -20,8 +20,8 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from graft_vqa.errors import TileNotFoundError, UnreadableTileError, UnsupportedTileError
-from graft_vqa.tiles.bands import BandInfo
+from graft_vqa.core.errors import TileNotFoundError, UnreadableTileError, UnsupportedTileError
+from graft_vqa.core.tiles.bands import BandInfo
 
 GDAL_CACHE_BYTES = 256 * 2**20  # GDAL block cache cap while reading, keeps windowed reads small
 

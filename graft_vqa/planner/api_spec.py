@@ -1,7 +1,7 @@
 """Render the ImagePatch API (members marked ``@api``) to ``api_spec/image_patch_api.md``.
 
-    python -m api_spec.generate           # rewrite the file
-    python -m api_spec.generate --check   # exit 1 when the committed file is stale
+    python -m graft_vqa.planner.api_spec           # rewrite the file
+    python -m graft_vqa.planner.api_spec --check   # exit 1 when the committed file is stale
 """
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import logging
 import sys
 from pathlib import Path
 
+from graft_vqa.api import api_members
+from graft_vqa.core.resources import data_path
+from graft_vqa.image_patch import ImagePatch
+
 log = logging.getLogger(__name__)
 
-SPEC_PATH = Path(__file__).with_name("image_patch_api.md")
 
 HEADER = """# The ImagePatch API
 
-Generated from `graft_vqa.image_patch.ImagePatch` by `python -m api_spec.generate`; do not edit by hand.
+Generated from `graft_vqa.image_patch.ImagePatch` by `python -m graft_vqa.planner.api_spec`; do not edit by hand.
 
 Write `def execute_command(image_patch):` and return a bool, a number or a short string. `image_patch`
 is the whole image. Only the members below exist. Coordinates are pixels: `left`/`right` are columns,
@@ -31,6 +34,11 @@ def execute_command(image_patch):
     return len(large)
 ```
 """
+
+
+def spec_path() -> Path:
+    """Where the committed spec lives (``api_spec/image_patch_api.md``, shipped as package data)."""
+    return data_path("api_spec") / "image_patch_api.md"
 
 
 def _clean(annotation: str) -> str:
@@ -53,9 +61,6 @@ def _signature(name: str, func: object) -> str:
 
 def render() -> str:
     """The Markdown text of the API spec, from the real class."""
-    from graft_vqa.api import api_members
-    from graft_vqa.image_patch import ImagePatch
-
     parts = [HEADER]
     for name, member in api_members(ImagePatch).items():
         if isinstance(member, property):
@@ -74,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     """Write the spec, or with ``--check`` compare it and return 1 when stale."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail when the file differs from the class")
-    parser.add_argument("--output", type=Path, default=SPEC_PATH, help="spec file (default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=None, help="spec file (default: api_spec/image_patch_api.md)")
     args = parser.parse_args(argv)
     text = render()
+    args.output = args.output or spec_path()
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
         if current != text:
-            print(f"{args.output} is stale: run `python -m api_spec.generate`", file=sys.stderr)
+            print(f"{args.output} is stale: run `python -m graft_vqa.planner.api_spec`", file=sys.stderr)
             return 1
         return 0
     args.output.write_text(text, encoding="utf-8")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graft_vqa.errors import DatasetNotFoundError
+from graft_vqa.core.errors import DatasetNotFoundError
 
 log = logging.getLogger(__name__)
 

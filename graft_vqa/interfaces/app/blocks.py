@@ -9,8 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from graft_vqa.ui.handlers import handle_question, handle_upload
-from graft_vqa.ui.session import EngineFactory, EnginePool, UISettings, default_engine_factory, delete_session
+from graft_vqa.interfaces.app.handlers import handle_question, handle_upload
+from graft_vqa.interfaces.app.session import EngineFactory, EnginePool, UISettings, default_engine_factory, delete_session
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,11 @@ class AppOptions:
     workdir_root: str | None = None  # where sessions write overlays and GeoJSON (None: system temp folder)
 
 
-def _settings(planner: str, base_url: str, model: str, api_key: str, threshold: float, sam: bool,
+def _settings(planner: str, base_url: str, model: str, api_key: str, threshold: float, refine_with_sam: bool,
               gsd_m: float | None) -> UISettings:
     return UISettings(planner=planner, base_url=(base_url or "").strip(), model=(model or "").strip(),
-                      api_key=(api_key or "").strip(), threshold=float(threshold), sam=bool(sam),
-                      gsd_m=float(gsd_m) if gsd_m else None)
+                      api_key=(api_key or "").strip(), threshold=float(threshold),
+                      refine="sam" if refine_with_sam else "none", gsd_m=float(gsd_m) if gsd_m else None)
 
 
 def _settings_panel(gr: Any, s: UISettings) -> list[Any]:
@@ -52,10 +52,10 @@ def _settings_panel(gr: Any, s: UISettings) -> list[Any]:
         api_key = gr.Textbox(value=s.api_key, label="API key", type="password")
         threshold = gr.Slider(0.0, 0.5, value=s.threshold, step=0.005, label="Score threshold",
                               info="GRAFT cosine scores are typically 0.0–0.2")
-        sam = gr.Checkbox(value=s.sam, label="Refine instances with SAM")
+        refine = gr.Checkbox(value=s.refine == "sam", label="Refine instances with SAM")
         gsd = gr.Number(value=s.gsd_m, label="GSD (m/px) for images without georeferencing", minimum=0,
                         info="0: unknown (no areas in m² for PNG/JPEG or CRS-less tiles)")
-    return [planner, base_url, model, api_key, threshold, sam, gsd]
+    return [planner, base_url, model, api_key, threshold, refine, gsd]
 
 
 def build_app(engine_factory: EngineFactory | None = None, options: AppOptions | None = None) -> Any:

@@ -6,10 +6,10 @@
 """
 from __future__ import annotations
 
-from graft_vqa.ui.blocks import AppOptions, build_app, launch
-from graft_vqa.ui.cli import main
-from graft_vqa.ui.overlay import render_overlay
-from graft_vqa.ui.session import EnginePool, SessionState, UISettings, default_engine_factory
+from graft_vqa.interfaces.app.blocks import AppOptions, build_app, launch
+from graft_vqa.interfaces.app.cli import main
+from graft_vqa.interfaces.app.overlay import render_overlay
+from graft_vqa.interfaces.app.session import EnginePool, SessionState, UISettings, default_engine_factory
 
 __all__ = ["AppOptions", "EnginePool", "SessionState", "UISettings", "build_app", "default_engine_factory",
            "launch", "main", "render_overlay"]

@@ -5,13 +5,12 @@ import argparse
 import logging
 from typing import Sequence
 
-from graft_vqa.ui.session import UISettings
+from graft_vqa.interfaces.app.session import UISettings
+from graft_vqa.interfaces.options import add_engine_options, engine_config
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The app's options: server, upload limit, and the engine options shared with ``graft-vqa ask``."""
-    from graft_vqa.cli import add_engine_options
-
     parser = argparse.ArgumentParser(prog="graft-vqa app", description="The graft-vqa chat over an uploaded tile.")
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
@@ -27,9 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the app and serve until interrupted; returns the exit status."""
-    from graft_vqa.cli import engine_config
-    from graft_vqa.ui.blocks import AppOptions, build_app, launch
-    from graft_vqa.ui.session import default_engine_factory
+    from graft_vqa.interfaces.app.blocks import AppOptions, build_app, launch
+    from graft_vqa.interfaces.app.session import default_engine_factory
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -37,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = engine_config(args)
     settings = UISettings(planner=args.planner, base_url=args.base_url or "", model=args.model or "",
                           api_key=args.api_key, threshold=config.find.threshold,
-                          sam=config.find.refine == "sam", gsd_m=config.gsd_m)
+                          refine=config.find.refine, gsd_m=config.gsd_m)
     options = AppOptions(max_upload_mb=args.max_upload_mb, settings=settings)
     app = build_app(default_engine_factory(config), options)
     launch(app, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb)

@@ -2,7 +2,7 @@
 
 The loop is written against a small protocol so any system can be evaluated: an *answerer* with
 ``ask(image, question) -> Answer`` (a :class:`graft_vqa.Engine`, or a scripted fake in tests) and a
-*loader* ``load_image(path, gsd_m) -> image`` (default :func:`graft_vqa.tile.load_tile`). Each image
+*loader* ``load_image(path, gsd_m) -> image`` (default :func:`graft_vqa.core.tiles.load_tile`). Each image
 is loaded once and all its questions are asked in a row, so the engine's per-tile feature cache hits.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterable, Protocol
 
 from tqdm import tqdm
 
-from eval.metrics import is_correct
-from eval.rsvqa import Question, RSVQASplit
-from graft_vqa.errors import GraftVQAError, TileError, WeightsError
+from graft_vqa.interfaces.evaluation.metrics import is_correct
+from graft_vqa.interfaces.evaluation.rsvqa import Question, RSVQASplit
+from graft_vqa.core.errors import GraftVQAError, TileError, WeightsError
 
 log = logging.getLogger(__name__)
 

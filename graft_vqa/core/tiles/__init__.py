@@ -1,6 +1,6 @@
 """Tiles: read satellite/aerial rasters with their RGB view, georeferencing and areas in m².
 
-See ``docs/contracts.md`` ("Tiles"). Documented behaviours:
+The foundations layer (see ``docs/architecture.md``); contracts in ``docs/contracts.md`` ("Tiles"). Documented behaviours:
 
 - images smaller than ``MIN_SIDE`` x ``MIN_SIDE`` (16x16) raise ``UnsupportedTileError``;
 - 1-band rasters are replicated to gray RGB; 2-band rasters use their first band as gray (a
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from rasterio.windows import Window
 
-from graft_vqa.tiles.core import Tile
-from graft_vqa.tiles.load import DEFAULT_MAX_PIXELS, MIN_SIDE, load_tile
+from graft_vqa.core.tiles.tile import Tile
+from graft_vqa.core.tiles.load import DEFAULT_MAX_PIXELS, MIN_SIDE, load_tile
 
 __all__ = ["Tile", "Window", "load_tile", "MIN_SIDE", "DEFAULT_MAX_PIXELS"]

@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from eval.metrics import (
+from graft_vqa.interfaces.evaluation.metrics import (
     BINNED_TYPES,
     NUMERIC_TYPES,
     answer_class,
@@ -23,8 +23,8 @@ from eval.metrics import (
     prediction_number,
     summarize,
 )
-from eval.runner import PREDICTIONS, TOTAL_TIME, read_predictions
-from graft_vqa.errors import DatasetNotFoundError
+from graft_vqa.interfaces.evaluation.runner import PREDICTIONS, TOTAL_TIME, read_predictions
+from graft_vqa.core.errors import DatasetNotFoundError
 
 RUN_META = "run.json"
 TIMING_FIELDS: tuple[str, ...] = ("throughput", "timings")  # report keys that vary between identical runs

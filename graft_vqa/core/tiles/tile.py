@@ -9,10 +9,10 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from graft_vqa.errors import UnsupportedTileError
-from graft_vqa.tiles.bands import Stretch, fit_stretch, select_bands, to_rgb, valid_mask
-from graft_vqa.tiles.geo import GeoInfo, build_geo, pixel_area_column
-from graft_vqa.tiles.sources import ArraySource, FileSource, RasterMeta
+from graft_vqa.core.errors import UnsupportedTileError
+from graft_vqa.core.tiles.bands import Stretch, fit_stretch, select_bands, to_rgb, valid_mask
+from graft_vqa.core.tiles.geo import GeoInfo, build_geo, pixel_area_column
+from graft_vqa.core.tiles.sources import ArraySource, FileSource, RasterMeta
 
 STRETCH_SAMPLE_SIDE = 1024  # side of the decimated read that fixes the percentile stretch
 
@@ -23,7 +23,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 class Tile:
-    """A raster tile. Build it with :func:`graft_vqa.tile.load_tile`.
+    """A raster tile. Build it with :func:`graft_vqa.core.tiles.load_tile`.
 
     Arrays returned by ``pixels()``, ``rgb()``, ``valid_mask()`` and ``pixel_area_map()`` are
     cached and read-only: copy them before modifying. Whole-tile reads refuse rasters larger than

@@ -21,7 +21,7 @@ from pyproj import CRS as ProjCRS
 from pyproj import Geod, Transformer
 from rasterio.crs import CRS
 
-from graft_vqa.errors import AreaUnavailableError, UnsupportedTileError
+from graft_vqa.core.errors import AreaUnavailableError, UnsupportedTileError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,111 @@
+"""Engine options for every interface (``graft-vqa ask``, ``eval``, ``app``), generated from the config.
+
+Each CLI-exposed field of :class:`~graft_vqa.config.EngineConfig` and
+:class:`~graft_vqa.config.FindConfig` becomes ``--field-name`` with the field's help and default;
+options the user did not pass are not set, so the dataclass stays the one source of defaults and
+:func:`given_options` tells what the user chose (eval uses it to pick weights per benchmark).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+from graft_vqa import weights
+from graft_vqa.config import EngineConfig, FindConfig, cli_fields
+
+PLANNERS = ("rules", "openai")
+_GROUPS = ((EngineConfig, "models, weights and sandbox"), (FindConfig, "find"))
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field: ``gsd_m`` -> ``--gsd-m``."""
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(hint: Any) -> Any:
+    """``float | None`` -> float; ``Literal[...]`` stays as is."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return hint
+
+
+def _choices(f: dataclasses.Field, hint: Any) -> tuple[str, ...] | None:
+    if f.metadata.get("choices"):
+        return tuple(f.metadata["choices"])
+    if f.name == "graft_weights":
+        return tuple(n for n, s in weights.WEIGHTS.items() if s.kind == "graft")
+    if get_origin(hint) is Literal:
+        return tuple(get_args(hint))
+    return None
+
+
+def _add_field(group: argparse._ArgumentGroup, cls: type, f: dataclasses.Field) -> None:
+    hint = _base_type(typing.get_type_hints(cls)[f.name])
+    default = f.default if f.default is not dataclasses.MISSING else None
+    text = f.metadata.get("help", "")
+    kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+    if hint is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction if default else "store_true"
+        group.add_argument(flag(f.name), help=text, **kwargs)
+        return
+    choices = _choices(f, hint)
+    if choices:
+        kwargs["choices"] = list(choices)
+    elif hint is float:
+        kwargs["type"] = positive_float if f.name in ("gsd_m", "sandbox_timeout_s") else float
+    elif hint is int:
+        kwargs["type"] = int
+    if f.metadata.get("metavar"):
+        kwargs["metavar"] = f.metadata["metavar"]
+    shown = "" if default is None else f" (default: {default})"
+    group.add_argument(flag(f.name), help=text + shown, **kwargs)
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """The engine settings and the planner options, shared by ``ask``, ``eval`` and ``app``."""
+    for cls, title in _GROUPS:
+        group = parser.add_argument_group(title)
+        for f in cli_fields(cls):
+            _add_field(group, cls, f)
+    plan = parser.add_argument_group("planner")
+    plan.add_argument("--planner", default="rules", choices=list(PLANNERS),
+                      help="offline rule planner or an OpenAI-compatible LLM (default: %(default)s)")
+    plan.add_argument("--base-url", help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL)")
+    plan.add_argument("--model", help="LLM name (else $GRAFT_VQA_MODEL)")
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine settings the user passed (flat field names), nothing else."""
+    names = {f.name for cls, _ in _GROUPS for f in cli_fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def engine_config(args: argparse.Namespace, **overrides: Any) -> EngineConfig:
+    """An :class:`EngineConfig` from the parsed options (defaults from the dataclasses), plus ``overrides``."""
+    options = {"cache_dir": str(weights.home() / "programs"), **given_options(args), **overrides}
+    return EngineConfig.from_options(**options)
+
+
+def make_planner(args: argparse.Namespace) -> Any:
+    """``None`` (the engine's rule planner) or an :class:`OpenAIPlanner` from the arguments."""
+    if args.planner == "rules":
+        return None
+    from graft_vqa.planner import OpenAIPlanner
+
+    return OpenAIPlanner(base_url=args.base_url, model=args.model)
