@@ -1,13 +1,15 @@
 # Two entry points for a fresh machine (see README): `make demo` and `make test`.
-# Each sets up ./.venv on its own (pip takes torch 2.14.1 / torchvision 0.29.1 from constraints.txt).
+# Each sets up ./.venv on its own (pip takes torch 2.14.1 / torchvision 0.29.1 from constraints.txt);
+# `make test` also installs what the browser tests need (Debian's chromium) when it is missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TILE := examples/rgbn_5m_utm18n.tif
 QUESTION := Is there a water area?
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint browser-deps bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +21,24 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/graft-vqa ask $(TILE) "$(QUESTION)" --allow-untrained --show-program
 
-test: $(STAMP)
+# Debian's chromium for the headless browser tests: installed when missing and we are root; otherwise
+# the browser tests fail with the one-line command to run (never skipped).
+browser-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else \
+			echo "note: the browser tests need Debian's chromium: sudo apt-get install -y chromium chromium-driver"; \
+		fi; \
+	fi
+
+# Real errors (ruff) and the layer contracts of pyproject.toml (import-linter).
+lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: $(STAMP) browser-deps lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
