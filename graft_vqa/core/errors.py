@@ -31,6 +31,10 @@ class UnsupportedTileError(TileError):
     """The raster is readable but cannot be used as asked (too small, wrong bands, too large)."""
 
 
+class AOIError(GraftVQAError, ValueError):
+    """An area of interest cannot be used: unreadable, empty, without a CRS, or outside the raster."""
+
+
 class AreaUnavailableError(TileError):
     """Areas in m² were asked for a tile without georeferencing and without ``gsd_m``."""
 
