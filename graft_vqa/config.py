@@ -45,6 +45,19 @@ class FindConfig:
 
 
 @dataclass
+class SceneConfig:
+    """How rasters above ``EngineConfig.scene_pixels`` are answered: window by window (docs/scenes.md)."""
+
+    scene_window: int = setting(1024, "side of the windows a scene is read and scored in, in pixels")
+    scene_overlap: int = setting(64, "overlap of neighbouring windows, in pixels (each keeps only its core)")
+    scene_cell: int = setting(16, "pixels per cell of the scene-wide score maps (GRAFT's patch size)")
+    scene_max_cells: int = setting(16_000_000, "most cells in a scene-wide map; the cell doubles until it fits")
+    sam_window: int = setting(1024, "side of the window SAM refines a scene's instances in")
+    feature_cache: bool = setting(True, "keep a scene's features on disk ($GRAFT_VQA_HOME/features) for later questions")
+    feature_cache_gb: float = setting(20.0, "largest size of the on-disk feature cache; least recently used scenes go")
+
+
+@dataclass
 class EngineConfig:
     """Models, weights, sandbox limits and find settings of an :class:`~graft_vqa.engine.Engine`."""
 
@@ -67,6 +80,8 @@ class EngineConfig:
     gsd_m: float | None = setting(None, "ground sample distance in metres for images without georeferencing",
                                   metavar="METRES")
     find: FindConfig = setting(help="find settings", default_factory=FindConfig, cli=False)
+    scene_pixels: int = setting(64_000_000, "rasters with more pixels than this are answered through a scene plan")
+    scene: SceneConfig = setting(help="scene settings", default_factory=SceneConfig, cli=False)
     sandbox_timeout_s: float = setting(30.0, "wall-clock limit per program, in seconds")
     sandbox_call_budget: int = setting(200, "ImagePatch calls per program")
     planner_attempts: int = setting(3, "LLM planner: attempts with the error fed back")
@@ -81,28 +96,33 @@ class EngineConfig:
     @classmethod
     def from_options(cls, base: EngineConfig | None = None, **options: Any) -> EngineConfig:
         """A config from ``base`` (default: the defaults) with flat keyword options applied: any
-        :class:`EngineConfig` field or :class:`FindConfig` field (``threshold=0.1``).
+        :class:`EngineConfig`, :class:`FindConfig` or :class:`SceneConfig` field (``threshold=0.1``).
 
         Raises:
             ConfigError: an unknown option (the message lists the known ones).
         """
         base = base or cls()
+        nested = {"find": FindConfig, "scene": SceneConfig}
         engine_fields = {f.name for f in dataclasses.fields(cls)}
-        find_fields = {f.name for f in dataclasses.fields(FindConfig)}
-        unknown = sorted(set(options) - engine_fields - find_fields)
+        known = {name: {f.name for f in dataclasses.fields(kind)} for name, kind in nested.items()}
+        unknown = sorted(set(options) - engine_fields - set().union(*known.values()))
         if unknown:
             raise ConfigError(f"unknown option(s) {', '.join(unknown)}; use an EngineConfig field "
-                              f"({', '.join(sorted(engine_fields))}) or a FindConfig field ({', '.join(sorted(find_fields))})")
-        find = dataclasses.replace(base.find, **{k: v for k, v in options.items() if k in find_fields})
-        engine = {k: v for k, v in options.items() if k in engine_fields and k != "find"}
-        if "find" in options:
-            find = options["find"]
-        return dataclasses.replace(base, find=find, **engine)
+                              f"({', '.join(sorted(engine_fields))}), a FindConfig field "
+                              f"({', '.join(sorted(known['find']))}) or a SceneConfig field "
+                              f"({', '.join(sorted(known['scene']))})")
+        parts = {}
+        for name in nested:
+            part = options.get(name, getattr(base, name))
+            parts[name] = dataclasses.replace(part, **{k: v for k, v in options.items() if k in known[name]})
+        engine = {k: v for k, v in options.items() if k in engine_fields and k not in nested}
+        return dataclasses.replace(base, **parts, **engine)
 
     def settings(self) -> dict[str, Any]:
-        """Every setting as a flat ``{name: value}`` (find settings included), e.g. for run metadata."""
-        flat = {k: v for k, v in dataclasses.asdict(self).items() if k != "find"}
+        """Every setting as a flat ``{name: value}`` (find and scene settings included), e.g. for run metadata."""
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("find", "scene")}
         flat.update(dataclasses.asdict(self.find))
+        flat.update(dataclasses.asdict(self.scene))
         return flat
 
 

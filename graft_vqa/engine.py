@@ -23,6 +23,8 @@ from graft_vqa.core.errors import ConfigError, PlannerError, ProgramError, Quest
 from graft_vqa.core.lru import LRU
 from graft_vqa.perception.protocols import Refiner, Scorer
 from graft_vqa.planner.program import Planner, Program
+from graft_vqa.planner.queries import program_queries
+from graft_vqa.scene.plan import Progress
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only (the modules load torch)
     from graft_vqa.image_patch import ImagePatch
@@ -43,13 +45,18 @@ class Engine:
             weights when found, else ``find`` runs on the components with one warning.
         planner: a :class:`~graft_vqa.planner.Planner`; ``None`` is the offline rule planner.
         config: :class:`EngineConfig`; ``None`` is the default configuration.
-        **options: :class:`EngineConfig` or :class:`~graft_vqa.config.FindConfig` fields applied on
-            top of ``config`` (``Engine(allow_untrained=True, threshold=0.1)``).
+        progress: called with (windows done, windows in all, what) while a scene is read (the app's
+            progress bar); the command line draws a tqdm bar.
+        **options: :class:`EngineConfig`, :class:`~graft_vqa.config.FindConfig` or
+            :class:`~graft_vqa.config.SceneConfig` fields applied on top of ``config``
+            (``Engine(allow_untrained=True, threshold=0.1)``).
     """
 
     def __init__(self, scorer: Scorer | None = None, refiner: Refiner | None = None,
-                 planner: Planner | None = None, config: EngineConfig | None = None, **options: Any) -> None:
+                 planner: Planner | None = None, config: EngineConfig | None = None, *,
+                 progress: Progress | None = None, **options: Any) -> None:
         _check_parts(scorer, refiner, planner, config)
+        self.progress = progress  # (done, total, what) -> None during scene work (a tqdm bar is drawn anyway)
         self.config = EngineConfig.from_options(config, **options) if options else (config or EngineConfig())
         self._scorer = scorer
         self._refiner = refiner
@@ -100,20 +107,38 @@ class Engine:
         return list(self._warnings)
 
     # --- tiles ---------------------------------------------------------------------------------
-    def image_patch(self, image: Any) -> ImagePatch:
-        """The root :class:`ImagePatch` for ``image`` (path, array, PIL image or Tile), cached per tile."""
+    def image_patch(self, image: Any, aoi: Any = None, aoi_crs: Any = None) -> ImagePatch:
+        """The root :class:`ImagePatch` for ``image`` (path, array, PIL image or Tile), cached per tile and AOI.
+
+        ``aoi`` (a shapely geometry, a GeoJSON-like dict or a vector file) in ``aoi_crs`` restricts the
+        questions to an area of interest; the root is then the AOI's bounding window. Rasters larger
+        than ``config.scene_pixels`` are answered through a scene plan, window by window.
+        """
+        from graft_vqa.core.aoi import resolve_aoi
         from graft_vqa.core.tiles import load_tile
-        from graft_vqa.image_patch import SAM_MISSING, ImagePatch, PatchContext
 
         tile = load_tile(image, gsd_m=self.config.gsd_m)
-        root = self._roots.get(tile.key)
+        placed = None if aoi is None else resolve_aoi(aoi, tile, aoi_crs)
+        key = tile.key if placed is None else f"{tile.key}:aoi={placed.geometry_px.wkb_hex}"
+        root = self._roots.get(key)
         if root is None:
-            refiner = self.refiner  # built first: it sets why SAM is missing
-            context = PatchContext(tile=tile, scorer=self.scorer, refiner=refiner, config=self.config.find,
-                                   sam_missing=self._sam_missing or SAM_MISSING)
-            root = ImagePatch(tile, context=context)
-            self._roots.put(tile.key, root)
+            root = self._make_root(tile, placed)
+            self._roots.put(key, root)
         return root
+
+    def _make_root(self, tile: Any, aoi: Any) -> ImagePatch:
+        from graft_vqa.image_patch import SAM_MISSING, ImagePatch, PatchContext
+
+        refiner = self.refiner  # built first: it sets why SAM is missing
+        source = None
+        if tile.height * tile.width > self.config.scene_pixels:
+            from graft_vqa.scene import SceneMaps
+
+            source = SceneMaps(tile, self.scorer, self.config.scene, aoi=aoi, progress=self.progress)
+        context = PatchContext(tile=tile, scorer=self.scorer, refiner=refiner, config=self.config.find,
+                               sam_missing=self._sam_missing or SAM_MISSING, aoi=aoi, source=source)
+        box = None if aoi is None else aoi.box
+        return ImagePatch(tile, box=box, context=context, root=True)
 
     # --- programs ------------------------------------------------------------------------------
     def plan(self, question: str, root: ImagePatch | None = None) -> Program:
@@ -128,6 +153,7 @@ class Engine:
             return program
 
         def check(source: str) -> tuple[bool, str | None]:
+            root.context.prefetch(program_queries(source))
             execution = self._execute(source, root)
             return execution.ok, execution.error
 
@@ -153,12 +179,14 @@ class Engine:
         return execution
 
     # --- answering -----------------------------------------------------------------------------
-    def ask(self, image: Any, question: str) -> Answer:
-        """Answer ``question`` about ``image``. Failures come back as an :class:`Answer` with ``error``
-        set (bad input, such as a missing tile or missing weights, raises a :class:`GraftVQAError`)."""
+    def ask(self, image: Any, question: str, aoi: Any = None, aoi_crs: Any = None) -> Answer:
+        """Answer ``question`` about ``image``, inside the area of interest ``aoi`` when given (a shapely
+        geometry, a GeoJSON-like dict or a vector file, in ``aoi_crs``). Failures come back as an
+        :class:`Answer` with ``error`` set (bad input, such as a missing tile, missing weights or an AOI
+        outside the raster, raises a :class:`GraftVQAError`)."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        root = self.image_patch(image)
+        root = self.image_patch(image, aoi=aoi, aoi_crs=aoi_crs)
         timings["load_s"] = time.perf_counter() - start
         self._last_run = None  # a new question: nothing ran for it yet
         try:
@@ -171,6 +199,9 @@ class Engine:
             failed = getattr(exc, "program", None)
             return self._failed(question, failed.source if failed else "", "planner_error", str(exc), timings, root)
 
+        t0 = time.perf_counter()
+        root.context.prefetch(program_queries(program.source))  # one pass for all queries, outside the sandbox
+        timings["score_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         execution = self._execute(program.source, root)
         timings["run_s"] = time.perf_counter() - t0

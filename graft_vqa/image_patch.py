@@ -4,106 +4,54 @@ Coordinates follow ViperGPT: ``left``/``right`` are pixel columns, ``lower``/``u
 counted **from the bottom** of the image (``lower < upper``), ends exclusive, always relative to the
 whole image. ``crop`` takes coordinates relative to the patch it is called on (as in ViperGPT).
 Only members marked with :func:`graft_vqa.api.api` are reachable from a program.
+
+With an area of interest (AOI), the root patch is the AOI's bounding window and its ``area_m2`` the
+AOI's area; ``find`` keeps the instances whose centroid lies inside the AOI, and areas count only
+their part inside it.
 """
 from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from affine import Affine
 from shapely.geometry import mapping
 
 from graft_vqa.answer import Detection
 from graft_vqa.api import api
-from graft_vqa.config import FindConfig
+from graft_vqa.context import SAM_MISSING, PatchContext
 from graft_vqa.core.errors import AreaUnavailableError, GraftVQAError
 from graft_vqa.perception import geometry
-from graft_vqa.perception.components import find_instances, threshold_value
-from graft_vqa.perception.instances import Box, Instance, box_mask, mask_box
-from graft_vqa.perception.scorer import resize_maps
+from graft_vqa.perception.components import threshold_value
+from graft_vqa.perception.instances import Box, Instance, paste
+
+__all__ = ["IMAGE_SIDE", "RELATIONS", "SAM_MISSING", "ImagePatch", "PatchContext"]
 
 log = logging.getLogger(__name__)
+
+IMAGE_SIDE = 1024  # longest side read for best_text_match on a large patch (the model sees 224 px)
+BOX_CELLS = 16_000_000  # a box patch larger than this many pixels is handled on coarser cells
 
 RELATIONS = ("is_left_of", "is_right_of", "is_above", "is_below", "is_next_to")
 """The relation methods ``ImagePatch.filter_related`` accepts by name."""
 
-SAM_MISSING = ("SAM refinement was asked for (refine='sam') but no SAM model is available: "
-               "instances are the thresholded components; put SAM weights in place to refine them")
-
-
-@dataclass
-class PatchContext:
-    """What every patch of one tile shares: models, settings, caches, warnings and this question's finds."""
-
-    tile: Any  # graft_vqa.core.tiles.Tile
-    scorer: Any  # score_maps(tile, queries) (and optionally score_image(tile, options))
-    refiner: Any = None  # SamRefiner, or None for no refinement
-    config: FindConfig = field(default_factory=FindConfig)  # find settings
-    warnings: list[str] = field(default_factory=list)  # said once each
-    sam_missing: str = SAM_MISSING  # said when refine="sam" but refiner is None (the engine says why)
-    _maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # name -> (H, W) scores
-    _found: dict[tuple, list[Instance]] = field(default_factory=dict, repr=False)  # (box, name) -> instances
-    _question: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)  # this question's finds
-
-    def warn_once(self, message: str) -> None:
-        """Record ``message`` unless already recorded."""
-        if message not in self.warnings:
-            log.warning(message)
-            self.warnings.append(message)
-
-    def score_map(self, name: str) -> np.ndarray:
-        """(H, W) float32 scores of ``name`` on the tile, computed once per context."""
-        if name not in self._maps:
-            maps = np.asarray(self.scorer.score_maps(self.tile, [name]))
-            if maps.ndim != 3 or maps.shape[0] != 1:
-                raise GraftVQAError(f"the scorer returned shape {maps.shape} for one query; a scorer's "
-                                    "score_maps(tile, queries) must return (len(queries), h, w)")
-            self._maps[name] = resize_maps(maps, (self.tile.height, self.tile.width))[0]
-        return self._maps[name]
-
-    def instances(self, box: Box, name: str) -> list[Instance]:
-        """``find``'s instances of ``name`` inside ``box``, computed once per (box, name)."""
-        key = (box, name)
-        if key not in self._found:
-            if self.config.refine == "sam" and self.refiner is None:
-                self.warn_once(self.sam_missing)
-            region = box_mask((self.tile.height, self.tile.width), box)
-            self._found[key] = find_instances(self.tile, self.score_map(name), self.config,
-                                              refiner=self.refiner, region=region)
-        return self._found[key]
-
-    def record(self, key: tuple, patches: list[Any]) -> None:
-        """Remember the patches of one ``find`` (once per question and per (box, name)); they become
-        :class:`Detection` objects only when asked for (polygons cost time)."""
-        if key not in self._question:
-            self._question[key] = patches
-
-    def begin_question(self) -> None:
-        """Start a new question: ``question_detections`` restarts empty (caches are kept)."""
-        self._question = {}
-
-    def question_detections(self) -> list[Detection]:
-        """The detections of the ``find`` calls made since ``begin_question``."""
-        return [p.detection() for patches in self._question.values() for p in patches]
-
-
 class ImagePatch:
-    """A region of a tile: the whole image, a crop, or an instance found by ``find``."""
+    """A region of a tile: the whole image (or the AOI's window), a crop, or an instance found by ``find``."""
 
-    def __init__(self, tile: Any, mask: np.ndarray | None = None, box: Box | None = None, *,
-                 context: PatchContext, name: str | None = None, score: float | None = None,
-                 refined: bool = False) -> None:
+    def __init__(self, tile: Any, instance: Instance | None = None, box: Box | None = None, *,
+                 context: PatchContext, name: str | None = None, root: bool = False) -> None:
         self.tile = tile
         self.context = context
-        self.mask = None if mask is None else np.asarray(mask, dtype=bool)  # (H, W) on the whole tile
+        self.instance = instance  # the found instance (mask crop over its box), None for the image and crops
         if box is None:
-            box = (0, 0, tile.width, tile.height) if self.mask is None else mask_box(self.mask)
+            box = instance.box if instance is not None else (0, 0, tile.width, tile.height)
         self.box: Box = tuple(int(v) for v in box)  # (left, top, right, bottom), rows from the top
         self.name = name  # the query that found this patch (None for the image and crops)
-        self.score = score  # best score inside the instance (None for the image and crops)
-        self.refined = refined  # True when SAM refined the mask
+        self.score = None if instance is None else instance.score  # best score inside the instance
+        self.refined = bool(instance is not None and instance.refined)  # True when SAM refined the mask
+        self.is_root = root  # the whole image (or the AOI): its area is the AOI's when there is one
 
     def __repr__(self) -> str:
         return (f"ImagePatch(name={self.name!r}, left={self.left}, lower={self.lower}, "
@@ -117,8 +65,7 @@ class ImagePatch:
         Example: `buildings = image_patch.find("building")`
         """
         insts = self.context.instances(self.box, str(name))
-        found = [ImagePatch(self.tile, i.mask, i.box, context=self.context, name=str(name),
-                            score=i.score, refined=i.refined) for i in insts]
+        found = [ImagePatch(self.tile, i, context=self.context, name=str(name)) for i in insts]
         self.context.record((self.box, str(name)), found)
         return found
 
@@ -144,10 +91,7 @@ class ImagePatch:
 
         Example: `image_patch.coverage_m2("parking lot")`
         """
-        union = np.zeros((self.tile.height, self.tile.width), dtype=bool)
-        for patch in self.find(name):
-            union |= patch._region_mask()
-        return float(self.tile.area_m2(union))
+        return float(self.context.union_area([p._as_instance() for p in self.find(name)]))
 
     @api
     def best_text_match(self, options: list[str]) -> str:
@@ -162,11 +106,10 @@ class ImagePatch:
         if hasattr(scorer, "score_image"):
             if self.box != (0, 0, tile.width, tile.height):
                 left, top, right, bottom = self.box
-                tile = tile.crop_window(left, top, right - left, bottom - top)
+                tile = tile.read_window(left, top, right - left, bottom - top, max_side=IMAGE_SIDE)
             scores = np.asarray(scorer.score_image(tile, options), dtype=np.float64)
         else:  # pixel-level fallback: mean score over the patch
-            region = self._region_mask()
-            scores = np.array([self.context.score_map(o)[region].mean() for o in options])
+            scores = np.array([self._mean_score(o) for o in options])
         return options[int(np.argmax(scores))]
 
     @api
@@ -177,9 +120,9 @@ class ImagePatch:
         Example: `car.verify_property("car", "red")`
         """
         score_map = self.context.score_map(f"{property} {name}")
-        scores = score_map[self._region_mask()]
-        cut = threshold_value(score_map, np.asarray(self.tile.valid_mask(), dtype=bool), self.context.config)
-        return bool(scores.size and scores.mean() >= cut)
+        cut = threshold_value(score_map, self.context.source.valid(), self.context.config)
+        mean = self._mean_score(f"{property} {name}")
+        return bool(np.isfinite(mean) and mean >= cut)
 
     @api
     def crop(self, left: int, lower: int, right: int, upper: int) -> "ImagePatch":
@@ -255,7 +198,14 @@ class ImagePatch:
 
         Example: `sum(b.area_m2 for b in image_patch.find("building"))`
         """
-        return float(self.tile.area_m2(self._region_mask()))
+        aoi = self.context.aoi
+        if self.is_root and aoi is not None and aoi.area_m2 is not None:
+            return float(aoi.area_m2)
+        return float(self._area(clip=True))
+
+    def _area(self, clip: bool) -> float:
+        inst = self._as_instance()
+        return self.context.area(inst.box, inst.crop, inst.scale, clip=clip)
 
     @property
     @api
@@ -265,8 +215,8 @@ class ImagePatch:
 
         Example: `[p for p in image_patch.find("pond") if p.size == "large"]`
         """
-        area = self.area_m2 if self.tile.has_area else None
-        fraction = self._region_mask().sum() / float(self.tile.height * self.tile.width)
+        area = self._area(clip=False) if self.tile.has_area else None
+        fraction = self._as_instance().pixels / float(self.tile.height * self.tile.width)
         return geometry.size_label(area, fraction)
 
     @property
@@ -276,7 +226,7 @@ class ImagePatch:
 
         Example: `image_patch.find("pool")[0].shape == "circular"`
         """
-        return geometry.shape_label(self._region_mask())
+        return geometry.shape_label(self._as_instance().crop)
 
     # --- relations -------------------------------------------------------------------------
     @api
@@ -341,9 +291,11 @@ class ImagePatch:
     @functools.cached_property
     def polygon_px(self) -> Any:
         """Outline in pixel coordinates (col, row) from the top-left corner (shapely), traced once."""
-        if self.mask is None:
+        if self.instance is None:
             return geometry.box_polygon(self.box)
-        return geometry.mask_polygon(self.mask)
+        inst = self.instance
+        to_tile = Affine.translation(inst.box[0], inst.box[1]) @ Affine.scale(inst.scale)
+        return geometry.mask_polygon(inst.crop, to_tile)
 
     @functools.cached_property
     def polygon(self) -> Any:
@@ -357,10 +309,37 @@ class ImagePatch:
     def _metric_polygon(self) -> Any:
         return self._metric
 
-    def _region_mask(self) -> np.ndarray:
-        if self.mask is not None:
-            return self.mask
-        return box_mask((self.tile.height, self.tile.width), self.box)
+    def _as_instance(self) -> Instance:
+        """This patch as an instance: a found instance as is; a crop, the image or the AOI window as an
+        all-set crop over the box (on coarser cells when the box is huge, areas stay exact)."""
+        if self.instance is not None:
+            return self.instance
+        left, top, right, bottom = self.box
+        scale = 1
+        while (right - left) * (bottom - top) > BOX_CELLS * scale * scale:
+            scale *= 2
+        shape = (max(0, -(-(bottom - top) // scale)), max(0, -(-(right - left) // scale)))
+        return Instance(crop=np.ones(shape, dtype=bool), box=self.box, best_pixel=(top, left), score=0.0, scale=scale)
+
+    def _mean_score(self, name: str) -> float:
+        """Mean score of ``name`` over this patch's mask (on the map's grid)."""
+        scale = self.context.scale
+        score_map = self.context.score_map(name)
+        left, top, right, bottom = self.box
+        cells = (left - left % scale, top - top % scale, right, bottom)
+        region = paste(self._as_instance(), cells, scale)
+        window = score_map[cells[1] // scale:cells[1] // scale + region.shape[0],
+                           cells[0] // scale:cells[0] // scale + region.shape[1]]
+        values = window[region[:window.shape[0], :window.shape[1]]]
+        return float(values.mean()) if values.size else float("nan")
+
+    @functools.cached_property
+    def _outline_px(self) -> Any:
+        """The outline that is reported: ``polygon_px`` clipped to the AOI, when there is one."""
+        aoi = self.context.aoi
+        if aoi is None or self.is_root:
+            return self.polygon_px if aoi is None else aoi.geometry_px
+        return self.polygon_px.intersection(aoi.geometry_px)
 
     @api
     def to_geojson(self) -> dict:
@@ -369,17 +348,14 @@ class ImagePatch:
                  "area_m2": self.area_m2 if self.tile.has_area else None}
         if self.tile.crs is None:
             props["pixel_coordinates"] = True
-        return {"type": "Feature", "geometry": mapping(self.polygon), "properties": props}
+        outline = geometry.to_map(self._outline_px, self.tile.transform)
+        return {"type": "Feature", "geometry": mapping(outline), "properties": props}
 
     def detection(self) -> Detection:
-        """This patch as an :class:`~graft_vqa.answer.Detection` for ``Answer.detections``."""
-        geo = mapping(self.polygon) if self.tile.crs is not None else None
+        """This patch as an :class:`~graft_vqa.answer.Detection` for ``Answer.detections`` (its outline and
+        area clipped to the AOI when there is one)."""
+        outline = self._outline_px
+        geo = mapping(geometry.to_map(outline, self.tile.transform)) if self.tile.crs is not None else None
         return Detection(name=self.name or "", score=float(self.score or 0.0), box=self.box,
                          area_m2=self.area_m2 if self.tile.has_area else None,
-                         polygons_px=geometry.polygon_rings(self.polygon_px), geometry=geo, refined=self.refined)
-
-
-
-
-
-
+                         polygons_px=geometry.polygon_rings(outline), geometry=geo, refined=self.refined)

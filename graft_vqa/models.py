@@ -37,8 +37,9 @@ def _seeded() -> Iterator[None]:
         yield
 
 
-def _graft_model(config: EngineConfig) -> tuple[Any, list[str]]:
-    """The configured GRAFT architecture with the found checkpoint (a mismatch is a CheckpointError)."""
+def _graft_model(config: EngineConfig) -> tuple[Any, str, list[str]]:
+    """The configured GRAFT architecture with the found checkpoint (a mismatch is a CheckpointError),
+    the id of its weights (for caches of its features) and the warnings."""
     from graft_models import build_graft
 
     try:
@@ -48,8 +49,10 @@ def _graft_model(config: EngineConfig) -> tuple[Any, list[str]]:
             raise
         with _seeded():
             model = build_graft(config.graft_model)
-        return model, [_untrained("GRAFT", weights.missing_hint(config.graft_weights))]
-    return build_graft(config.graft_model, checkpoint=str(path), trust_checkpoint=config.trust_checkpoint), []
+        warning = _untrained("GRAFT", weights.missing_hint(config.graft_weights))
+        return model, f"{config.graft_model}:untrained-seed{UNTRAINED_SEED}", [warning]
+    model = build_graft(config.graft_model, checkpoint=str(path), trust_checkpoint=config.trust_checkpoint)
+    return model, f"{config.graft_model}:{weights.file_id(path)}", []
 
 
 def _text_encoder(config: EngineConfig) -> tuple[Any, list[str]]:
@@ -85,10 +88,10 @@ def build_default_scorer(config: EngineConfig) -> tuple[Any, list[str]]:
     """The GRAFT pixel-level scorer: GRAFT checkpoint + CLIP ViT-B/16 text tower."""
     from graft_vqa.perception.scorer import GraftScorer
 
-    model, warnings = _graft_model(config)
+    model, model_id, warnings = _graft_model(config)
     text, text_warnings = _text_encoder(config)
     model = model.to(config.device).eval()
-    return GraftScorer(model, text, template=config.text_template), warnings + text_warnings
+    return GraftScorer(model, text, template=config.text_template, model_id=model_id), warnings + text_warnings
 
 
 def build_default_refiner(config: EngineConfig) -> tuple[Any, list[str]]:

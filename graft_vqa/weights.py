@@ -13,6 +13,7 @@ Nothing here runs at import time; environment variables are read when a function
 """
 from __future__ import annotations
 
+import hashlib
 import http.client
 import logging
 import os
@@ -184,3 +185,10 @@ def _download(url: str, partial: Path, spec: WeightSource, progress: bool) -> tu
                 written += len(chunk)
                 bar.update(len(chunk))
     return written, length
+
+
+def file_id(path: str | Path) -> str:
+    """A short id of a weights file (resolved path, size and modification time), for cache keys."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return hashlib.sha1(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]

@@ -47,8 +47,10 @@ def test_random_vit_b_batched_refinement(shared_data):
     assert batches == [(3, 3)]  # one decoder call for the three components, multimask output
     assert 1 <= len(tanks) <= 3 and not ctx.warnings
     for patch in tanks:
-        assert patch.mask.shape == (tile.height, tile.width) and patch.mask.any()
-        assert patch.box == mask_box(patch.mask)
+        inst = patch.instance
+        left, top, right, bottom = patch.box
+        assert inst.scale == 1 and inst.crop.shape == (bottom - top, right - left) and inst.crop.any()
+        assert patch.box == mask_box(inst.full_mask((tile.height, tile.width)))  # the crop is tight
     assert root.count("field") == 1
     assert refiner.encoder_calls == 1  # the image embedding is computed once per tile
     assert batches == [(3, 3), (1, 3)]
@@ -71,7 +73,11 @@ class FakeRefiner(SamRefiner):
 
 def _inst(mask: np.ndarray, score: float) -> Instance:
     rows, cols = np.nonzero(mask)
-    return Instance(mask=mask, box=mask_box(mask), best_pixel=(int(rows[0]), int(cols[0])), score=score)
+    return Instance.from_mask(mask, (int(rows[0]), int(cols[0])), score)
+
+
+def _full(inst: Instance, shape: tuple[int, int] = (20, 20)) -> np.ndarray:
+    return inst.full_mask(shape)
 
 
 def test_mask_choice_tie_break_and_fallback():
@@ -86,11 +92,13 @@ def test_mask_choice_tie_break_and_fallback():
                       np.stack([exact, exact.copy(), far]),  # tie on IoU: higher predicted IoU (2nd)
                       np.stack([far, far, far])])            # nothing overlaps: keep the component
     ious = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1], [0.9, 0.9, 0.9]], dtype=np.float32)
-    out = FakeRefiner(masks, ious).refine(None, [_inst(comp, 0.9), _inst(comp, 0.8), _inst(comp, 0.7)])
-    assert out[0].refined and np.array_equal(out[0].mask, exact) and out[0].sam_iou == pytest.approx(0.1)
-    assert out[0].mask.base is None and out[1].mask.base is None  # own copies, not views of all candidates
+    tile = type("T", (), {"height": h, "width": w})()
+    out = FakeRefiner(masks, ious).refine(tile, [_inst(comp, 0.9), _inst(comp, 0.8), _inst(comp, 0.7)])
+    assert out[0].refined and np.array_equal(_full(out[0]), exact) and out[0].sam_iou == pytest.approx(0.1)
+    assert out[0].crop.base is None and out[1].crop.base is None  # own copies, not views of all candidates
+    assert out[0].crop.shape == (5, 5)  # a crop over the mask's own box, not the whole tile
     assert out[1].refined and out[1].sam_iou == pytest.approx(0.8)
-    assert not out[2].refined and np.array_equal(out[2].mask, comp)
+    assert not out[2].refined and np.array_equal(_full(out[2]), comp)
 
 
 def test_merge_duplicates_by_iou():
@@ -101,7 +109,7 @@ def test_merge_duplicates_by_iou():
     c = np.zeros((10, 10), bool)
     c[6:9, 6:9] = True
     merged = merge_duplicates([_inst(a, 0.5), _inst(b, 0.9), _inst(c, 0.1)], merge_iou=0.7)
-    assert len(merged) == 2 and merged[0].score == 0.9 and merged[0].mask.sum() == 30
+    assert len(merged) == 2 and merged[0].score == 0.9 and merged[0].pixels == 30
     assert len(merge_duplicates([_inst(a, 0.5), _inst(b, 0.9)], merge_iou=0.9)) == 2
 
 
@@ -137,16 +145,18 @@ def test_upscale_interpolates_one_prompt_at_a_time(monkeypatch):
     assert batches and max(batches) == 1  # never N x M full-size float masks at once
 
 
+SHAPE = (120, 160)
+
+
 def _reference_merge(instances, merge_iou):
     """Greedy merge with full-tile IoU on every pair (the definition)."""
     kept = []
     for inst in sorted(instances, key=lambda i: -i.score):
         for j, other in enumerate(kept):
-            union = np.logical_or(inst.mask, other.mask).sum()
-            if union and np.logical_and(inst.mask, other.mask).sum() / union > merge_iou:
-                merged = other.mask | inst.mask
-                kept[j] = Instance(mask=merged, box=mask_box(merged), best_pixel=other.best_pixel,
-                                   score=other.score)
+            a, b = _full(inst, SHAPE), _full(other, SHAPE)
+            union = np.logical_or(a, b).sum()
+            if union and np.logical_and(a, b).sum() / union > merge_iou:
+                kept[j] = Instance.from_mask(a | b, other.best_pixel, other.score)
                 break
         else:
             kept.append(inst)
@@ -169,7 +179,7 @@ def test_merge_duplicates_matches_full_tile_iou_and_skips_disjoint_boxes(monkeyp
         expected = _reference_merge(instances, merge_iou)
         got = merge_duplicates(instances, merge_iou)
         assert [(g.box, g.score) for g in got] == [(e.box, e.score) for e in expected]
-        assert all(np.array_equal(g.mask, e.mask) for g, e in zip(got, expected))
+        assert all(np.array_equal(_full(g, SHAPE), _full(e, SHAPE)) for g, e in zip(got, expected))
     shapes = []
     real = components.iou
     monkeypatch.setattr(components, "iou", lambda a, b: shapes.append(a.shape) or real(a, b))

@@ -48,7 +48,7 @@ class AOI:
         cells (a pixel or cell is inside when its centre is), shape ``(ceil(h/scale), ceil(w/scale))``."""
         left, top, right, bottom = box
         shape_ = (max(1, math.ceil((bottom - top) / scale)), max(1, math.ceil((right - left) / scale)))
-        transform = Affine.translation(left, top) * Affine.scale(scale)
+        transform = Affine.translation(left, top) @ Affine.scale(scale)
         return rasterize([(self.geometry_px, 1)], out_shape=shape_, transform=transform, fill=0,
                          dtype="uint8").astype(bool)
 
@@ -145,14 +145,14 @@ def resolve_aoi(aoi: Any, tile: Any, aoi_crs: Any = None) -> AOI:
         map_geom = reproject(geom, aoi_crs, raster_crs)
     footprint = shapely_box(0, 0, tile.width, tile.height)
     inverse = ~tile.transform
-    geom_px = shapely.transform(_densify(map_geom), lambda xy: np.column_stack(inverse * (xy[:, 0], xy[:, 1])))
+    geom_px = shapely.transform(_densify(map_geom), lambda xy: np.column_stack(inverse @ (xy[:, 0], xy[:, 1])))
     geom_px = geom_px.intersection(footprint)
     if geom_px.is_empty or geom_px.area <= 0:
         minx, miny, maxx, maxy = map_geom.bounds
         raise AOIError(f"the area of interest ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g} in the raster's CRS) "
                        f"does not overlap the raster; check its coordinates and --aoi-crs")
     window = _window(geom_px, tile.width, tile.height)
-    clipped = shapely.transform(geom_px, lambda xy: np.column_stack(tile.transform * (xy[:, 0], xy[:, 1])))
+    clipped = shapely.transform(geom_px, lambda xy: np.column_stack(tile.transform @ (xy[:, 0], xy[:, 1])))
     area = _area_m2(tile, clipped, geom_px)
     return AOI(geometry=clipped, geometry_px=geom_px, window=window, area_m2=area)
 

@@ -15,10 +15,11 @@ import typing
 from typing import Any, Literal, get_args, get_origin
 
 from graft_vqa import weights
-from graft_vqa.config import EngineConfig, FindConfig, cli_fields
+from graft_vqa.config import EngineConfig, FindConfig, SceneConfig, cli_fields
 
 PLANNERS = ("rules", "openai")
-_GROUPS = ((EngineConfig, "models, weights and sandbox"), (FindConfig, "find"))
+_GROUPS = ((EngineConfig, "models, weights and sandbox"), (FindConfig, "find"),
+           (SceneConfig, "scenes (rasters above --scene-pixels)"))
 
 
 def positive_float(text: str) -> float:

@@ -15,7 +15,7 @@ from scipy import ndimage
 from skimage.measure import label
 
 from graft_vqa.config import FindConfig
-from graft_vqa.perception.instances import Box, Instance, mask_box
+from graft_vqa.perception.instances import Box, Instance, area_m2, box_mask, mask_box, paste
 from graft_vqa.perception.protocols import Refiner
 
 log = logging.getLogger(__name__)
@@ -33,44 +33,69 @@ def threshold_value(score_map: np.ndarray, region: np.ndarray, config: FindConfi
     return low + float(config.relative_threshold) * (high - low)
 
 
-def _component_areas(tile: Any, labels: np.ndarray, n: int) -> np.ndarray | None:
-    """Area in m² of each label 0..n (None when the tile has no area)."""
-    if not getattr(tile, "has_area", False):
-        return None
-    areas = np.broadcast_to(np.asarray(tile.pixel_area_map(), dtype=np.float64), labels.shape)
-    return np.bincount(labels.ravel(), weights=areas.ravel(), minlength=n + 1)
+Region = Box  # the pixel box find looks inside (left, top, right, bottom)
 
 
-def components(tile: Any, score_map: np.ndarray, config: FindConfig,
-               region: np.ndarray | None = None) -> list[Instance]:
-    """Threshold ``score_map`` (H, W) inside ``region`` ∩ the tile's valid mask and return the
-    connected components that pass ``config.min_pixels`` and ``config.min_area_m2``, best first."""
-    valid = np.asarray(tile.valid_mask(), dtype=bool)
-    if region is not None:
-        valid = valid & region
-    cut = threshold_value(score_map, valid, config)
-    fg = (score_map >= cut) & valid
+def grid_components(score: np.ndarray, valid: np.ndarray, cut: float, *, origin: tuple[int, int] = (0, 0),
+                    scale: int = 1, bounds: tuple[int, int] | None = None, row_areas: np.ndarray | None = None,
+                    min_pixels: int = 1, min_area_m2: float = 0.0) -> list[Instance]:
+    """Connected components of ``score >= cut`` inside ``valid`` on a grid of ``scale``-pixel cells whose
+    top-left cell starts at pixel ``origin`` = (left, top); best score first.
+
+    ``bounds`` = (height, width) of the tile clips the last cells; ``row_areas`` (m² of one pixel of
+    each tile row) enables ``min_area_m2``. Each instance's crop covers only its own box.
+    """
+    fg = (score >= cut) & valid
     labels, n = label(fg, connectivity=2, return_num=True)
     if n == 0:
         return []
-    counts = np.bincount(labels.ravel(), minlength=n + 1)
-    areas = _component_areas(tile, labels, n) if config.min_area_m2 > 0 else None
-    best = ndimage.maximum_position(score_map, labels, index=np.arange(1, n + 1))
-    slices = ndimage.find_objects(labels)
+    best = ndimage.maximum_position(score, labels, index=np.arange(1, n + 1))
+    left0, top0 = origin
+    height, width = bounds if bounds is not None else (top0 + score.shape[0] * scale, left0 + score.shape[1] * scale)
     out: list[Instance] = []
-    for k in range(1, n + 1):
-        if counts[k] < config.min_pixels:
+    for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        box = (left0 + cols.start * scale, top0 + rows.start * scale,
+               min(width, left0 + cols.stop * scale), min(height, top0 + rows.stop * scale))
+        r, c = (int(v) for v in best[k - 1])
+        pixel = (min(height - 1, top0 + r * scale + scale // 2), min(width - 1, left0 + c * scale + scale // 2))
+        inst = Instance(crop=labels[rows, cols] == k, box=box, best_pixel=pixel, score=float(score[r, c]),
+                        scale=scale)
+        if inst.pixels < min_pixels:
             continue
-        if areas is not None and areas[k] < config.min_area_m2:
-            continue
-        rows, cols = slices[k - 1]
-        mask = np.zeros(labels.shape, dtype=bool)  # zero pages stay untouched outside the box
-        mask[rows, cols] = labels[rows, cols] == k
-        row, col = (int(v) for v in best[k - 1])
-        out.append(Instance(mask=mask, box=(cols.start, rows.start, cols.stop, rows.stop),
-                            best_pixel=(row, col), score=float(score_map[row, col])))
+        if min_area_m2 > 0 and row_areas is not None:
+            if area_m2(row_areas[box[1]:box[3]], box, inst.crop, scale) < min_area_m2:
+                continue
+        out.append(inst)
     out.sort(key=lambda inst: -inst.score)
     return out
+
+
+def components(tile: Any, score_map: np.ndarray, config: FindConfig,
+               region: Region | np.ndarray | None = None) -> list[Instance]:
+    """Threshold ``score_map`` (H, W) inside ``region`` (a pixel box, or a bool (H, W) mask) ∩ the tile's
+    valid mask and return the connected components that pass ``config.min_pixels`` and
+    ``config.min_area_m2``, best first. Only the region's box is labelled."""
+    mask = None
+    if region is None:
+        box: Box = (0, 0, tile.width, tile.height)
+    elif isinstance(region, tuple):
+        box = region
+    else:
+        mask = np.asarray(region, dtype=bool)
+        box = mask_box(mask)
+    left, top, right, bottom = box
+    if right <= left or bottom <= top:
+        return []
+    valid = np.asarray(tile.valid_mask(), dtype=bool)[top:bottom, left:right]
+    if mask is not None:
+        valid = valid & mask[top:bottom, left:right]
+    score = score_map[top:bottom, left:right]
+    cut = threshold_value(score, valid, config)
+    row_areas = None
+    if config.min_area_m2 > 0 and getattr(tile, "has_area", False):
+        row_areas = np.asarray(tile.pixel_area_map(), dtype=np.float64)[:, 0]
+    return grid_components(score, valid, cut, origin=(left, top), bounds=(tile.height, tile.width),
+                           row_areas=row_areas, min_pixels=config.min_pixels, min_area_m2=config.min_area_m2)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,30 +104,40 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-def _boxes_intersect(a: Box, b: Box) -> bool:
+def boxes_intersect(a: Box, b: Box) -> bool:
+    """Whether two (left, top, right, bottom) boxes share at least one pixel."""
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def union_box(a: Box, b: Box) -> Box:
+    """The smallest box holding both."""
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
 def _instance_iou(a: Instance, b: Instance) -> float:
-    """IoU of two instances' masks, computed on the crop of their boxes' union (the masks are
-    empty outside their boxes); 0 without touching the masks when the boxes are disjoint."""
-    if not _boxes_intersect(a.box, b.box):
+    """IoU of two instances' masks on the union of their boxes at the finer of their scales (0 without
+    touching the masks when the boxes are disjoint)."""
+    if not boxes_intersect(a.box, b.box):
         return 0.0
-    left, top = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
-    right, bottom = max(a.box[2], b.box[2]), max(a.box[3], b.box[3])
-    return iou(a.mask[top:bottom, left:right], b.mask[top:bottom, left:right])
+    box, scale = union_box(a.box, b.box), min(a.scale, b.scale)
+    return iou(paste(a, box, scale), paste(b, box, scale))
+
+
+def _merged(kept: Instance, other: Instance) -> Instance:
+    box, scale = union_box(kept.box, other.box), min(kept.scale, other.scale)
+    union = paste(kept, box, scale) | paste(other, box, scale)
+    return replace(kept, crop=union, box=box, scale=scale)
 
 
 def merge_duplicates(instances: list[Instance], merge_iou: float) -> list[Instance]:
     """Greedy merge, best score first: an instance whose mask overlaps a kept one by IoU > ``merge_iou``
-    is folded into it (mask union, box recomputed, the better score kept). Only pairs whose boxes
+    is folded into it (mask union, box grown, the better score kept). Only pairs whose boxes
     intersect are compared, on their union box (``merge_iou`` is at least 0)."""
     kept: list[Instance] = []
     for inst in sorted(instances, key=lambda i: -i.score):
         for j, other in enumerate(kept):
             if _instance_iou(inst, other) > merge_iou:
-                union = other.mask | inst.mask
-                kept[j] = replace(other, mask=union, box=mask_box(union))
+                kept[j] = _merged(other, inst)
                 break
         else:
             kept.append(inst)
@@ -111,7 +146,7 @@ def merge_duplicates(instances: list[Instance], merge_iou: float) -> list[Instan
 
 def find_instances(tile: Any, score_map: np.ndarray, config: FindConfig,
                    refiner: Refiner | None = None,
-                   region: np.ndarray | None = None) -> list[Instance]:
+                   region: Region | np.ndarray | None = None) -> list[Instance]:
     """The whole ``find`` pipeline on one (H, W) score map: components, then SAM refinement when
     ``config.refine == "sam"`` and a refiner is given, then duplicate merging."""
     found = components(tile, score_map, config, region)
@@ -119,6 +154,6 @@ def find_instances(tile: Any, score_map: np.ndarray, config: FindConfig,
         return found
     valid = np.asarray(tile.valid_mask(), dtype=bool)
     if region is not None:
-        valid = valid & region
+        valid = valid & (region if not isinstance(region, tuple) else box_mask(valid.shape, region))
     refined = refiner.refine(tile, found, box_prompt=config.sam_box_prompt, valid=valid)
     return merge_duplicates(refined, config.merge_iou)

@@ -38,3 +38,47 @@ class Refiner(Protocol):
     def refine(self, tile: Any, instances: list[Instance], *, box_prompt: bool = False,
                valid: np.ndarray | None = None) -> list[Instance]:  # pragma: no cover - protocol
         ...
+
+
+@runtime_checkable
+class MapSource(Protocol):
+    """Where a tile's (or a scene's) score maps and instances come from, on a grid of ``scale``-pixel cells.
+
+    :class:`~graft_vqa.perception.tile_maps.TileMaps` serves a whole tile at full resolution (scale 1);
+    :class:`~graft_vqa.scene.maps.SceneMaps` a raster of any size window by window (scale: the cell size).
+    """
+
+    scale: int  # pixels per map cell
+
+    def score_maps(self, names: list[str]) -> np.ndarray:  # pragma: no cover - protocol
+        """(len(names), ceil(H / scale), ceil(W / scale)) float32 scores."""
+        ...
+
+    def valid(self) -> np.ndarray:  # pragma: no cover - protocol
+        """Bool (ceil(H / scale), ceil(W / scale)): cells holding data (not nodata)."""
+        ...
+
+    def find(self, score_map: np.ndarray, box: tuple[int, int, int, int], config: Any,
+             refiner: Refiner | None) -> list[Instance]:  # pragma: no cover - protocol
+        """``find``'s instances of one score map inside pixel ``box``: components, refinement, merging."""
+        ...
+
+
+@runtime_checkable
+class FeatureScorer(Protocol):
+    """A scorer whose maps are cosines between patch features and text embeddings (the GRAFT scorer).
+
+    Scenes keep such a scorer's features on disk, so later questions cost a dot product, not a model
+    pass. ``model_id`` names the weights (None: do not cache features on disk).
+    """
+
+    model_id: str | None  # identifies the model and weights; part of the feature cache's key
+    patch_size: int  # pixels per feature cell
+
+    def patch_grid(self, tile: Any) -> Any:  # pragma: no cover - protocol
+        """(ceil(h / patch_size), ceil(w / patch_size), D) L2-normalised features of ``tile``."""
+        ...
+
+    def text_embeddings(self, texts: list[str]) -> Any:  # pragma: no cover - protocol
+        """(len(texts), D) L2-normalised text embeddings."""
+        ...

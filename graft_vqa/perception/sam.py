@@ -170,23 +170,28 @@ class SamRefiner:
                valid: np.ndarray | None = None) -> list[Instance]:
         """Replace each component's mask by the SAM mask (of the multimask output) with the best IoU
         against it, ties broken by SAM's predicted IoU. A component that no SAM mask overlaps keeps
-        its own mask (``refined=False``). ``valid`` (bool H×W) clips the SAM masks."""
+        its own mask (``refined=False``). ``valid`` (bool H×W) clips the SAM masks. Refined masks are
+        full-resolution crops over their own boxes."""
         if not instances:
             return []
         points = np.array([[inst.best_pixel[1], inst.best_pixel[0]] for inst in instances])
         boxes = np.array([inst.box for inst in instances]) if box_prompt else None
         refined: list[Instance] = []
+        shape = (tile.height, tile.width)
         for inst, (masks, predicted) in zip(instances, self.candidates(tile, points, boxes)):
             candidates = masks if valid is None else masks & valid
-            inter = np.logical_and(candidates, inst.mask).sum(axis=(1, 2))
-            union = np.logical_or(candidates, inst.mask).sum(axis=(1, 2))
+            own = inst.full_mask(shape)
+            inter = np.logical_and(candidates, own).sum(axis=(1, 2))
+            union = np.logical_or(candidates, own).sum(axis=(1, 2))
             ious = inter / np.maximum(union, 1)
             best = max(range(len(ious)), key=lambda m: (ious[m], predicted[m]))
             if ious[best] <= 0:
                 refined.append(inst)
                 continue
-            mask = candidates[best].copy()  # not a view that keeps all M candidates alive
-            refined.append(replace(inst, mask=mask, box=mask_box(mask), refined=True,
+            mask = candidates[best]
+            box = mask_box(mask)
+            left, top, right, bottom = box
+            refined.append(replace(inst, crop=mask[top:bottom, left:right].copy(), box=box, scale=1, refined=True,
                                    sam_iou=float(predicted[best])))
         log.debug("SAM refined %d of %d components", sum(r.refined for r in refined), len(refined))
         return refined

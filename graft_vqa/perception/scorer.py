@@ -41,8 +41,11 @@ class GraftScorer:
     """
 
     def __init__(self, model: torch.nn.Module, text_encoder: Any, template: str = "raw",
-                 *, overlap: int = 32, batch_size: int = 8, cache_size: int = 4, native_max: int = 640) -> None:
+                 *, overlap: int = 32, batch_size: int = 8, cache_size: int = 4, native_max: int = 640,
+                 model_id: str | None = None) -> None:
         self.model = model.eval()
+        self.model_id = model_id  # names the weights (scenes cache features on disk under it); None: no disk cache
+        self.patch_size = int(getattr(getattr(model, "config", None), "patch_size", 16))  # pixels per feature
         self.text_encoder = text_encoder
         self.template = template  # prompt template name passed to the text encoder
         self.native_max = native_max  # longest side encoded in one pass (0: always sliding windows)

@@ -76,8 +76,20 @@ class FileSource:
                               ds.crs, ds.transform, ds.nodata, info)
             if check is not None:
                 check(meta)
+            self._check_sources(ds)
             self._probe(ds)
             return meta
+
+    def _check_sources(self, ds: Any) -> None:
+        """A mosaic (VRT) whose source files are missing fails now, naming them, not half-way through a scene."""
+        if ds.driver != "VRT":
+            return
+        missing = [f for f in ds.files[1:] if not f.startswith("/vsi") and not Path(f).exists()]
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise UnreadableTileError(
+                f"the mosaic {self.path} refers to {len(missing)} missing source file(s): {shown}; "
+                f"put them back or fix the paths in the .vrt")
 
     def _probe(self, ds: Any) -> None:
         if ds.height == 0 or ds.width == 0:
@@ -87,9 +99,9 @@ class FileSource:
                      min(bh, ds.height))
         self._read(ds, win)
 
-    def _read(self, ds: Any, window: Window | None) -> np.ndarray:
+    def _read(self, ds: Any, window: Window | None, out_shape: tuple[int, int] | None = None) -> np.ndarray:
         try:
-            arr = ds.read(window=window)
+            arr = ds.read(window=window, out_shape=None if out_shape is None else (ds.count, *out_shape))
         except (RasterioError, OSError) as exc:
             raise UnreadableTileError(
                 f"{self.path} could not be read ({exc.__cause__ or exc}); the file is probably "
@@ -97,10 +109,10 @@ class FileSource:
                 f"corrupt: re-export or re-download it") from None
         return np.moveaxis(arr, 0, -1)
 
-    def read(self, window: Window | None = None) -> np.ndarray:
-        """H×W×C pixels of the window (the whole raster when None)."""
+    def read(self, window: Window | None = None, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+        """H×W×C pixels of the window (the whole raster when None), resampled to ``out_shape`` (h, w) if given."""
         with self.open() as ds:
-            return self._read(ds, window)
+            return self._read(ds, window, out_shape)
 
     def read_many(self, windows: Iterator[Window]) -> Iterator[tuple[Window, np.ndarray]]:
         """Read several windows with the file opened once."""
@@ -132,12 +144,16 @@ class ArraySource:
     def __init__(self, array: np.ndarray):
         self.array = array
 
-    def read(self, window: Window | None = None) -> np.ndarray:
-        """H×W×C pixels of the window (the whole array when None)."""
-        if window is None:
-            return self.array
-        (r0, r1), (c0, c1) = window.toranges()
-        return self.array[r0:r1, c0:c1]
+    def read(self, window: Window | None = None, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+        """H×W×C pixels of the window (the whole array when None), every k-th pixel to about ``out_shape``."""
+        arr = self.array
+        if window is not None:
+            (r0, r1), (c0, c1) = window.toranges()
+            arr = arr[r0:r1, c0:c1]
+        if out_shape is not None:
+            fr, fc = max(1, arr.shape[0] // out_shape[0]), max(1, arr.shape[1] // out_shape[1])
+            arr = arr[::fr, ::fc][:out_shape[0], :out_shape[1]]
+        return arr
 
     def read_many(self, windows: Iterator[Window]) -> Iterator[tuple[Window, np.ndarray]]:
         """Read several windows."""

@@ -32,8 +32,10 @@ class Tile:
 
     def __init__(self, source: FileSource | ArraySource, meta: RasterMeta, geo: GeoInfo,
                  band_idx: tuple[int, ...], *, max_pixels: int, stretch: Stretch | None = None,
-                 key: str | None = None):
+                 key: str | None = None, window: tuple[int, int, int, int] | None = None):
         self._source, self._meta, self._geo = source, meta, geo
+        # (row_off, col_off, height, width) of this tile in the scene it was cut from; None for a whole raster
+        self.window = window
         self.bands: tuple[int, ...] = band_idx  # 0-based bands of the RGB view (1 = gray)
         self.max_pixels = max_pixels  # largest H*W that whole-tile reads accept
         self._stretch = stretch
@@ -199,7 +201,8 @@ class Tile:
             yield win, arr
 
     def read(self, window: Window) -> "Tile":
-        """A small in-memory Tile for a window, keeping CRS, transform, gsd and stretch."""
+        """A small in-memory Tile for a window, keeping CRS, gsd and stretch; its ``transform`` places it
+        in the scene's CRS and its ``window`` is ``(row_off, col_off, height, width)`` in the scene's pixels."""
         win = window.round_offsets().round_lengths()
         full = Window(0, 0, self.width, self.height)
         try:
@@ -218,12 +221,32 @@ class Tile:
         g = self._geo
         geo = build_geo(g.crs, tr, meta.height, meta.width, g.gsd_m if g.explicit_gsd else None)
         key = hashlib.sha1(f"{self.key}:{win.flatten()}".encode()).hexdigest()
+        row0, col0 = (self.window[0], self.window[1]) if self.window else (0, 0)
+        scene_window = (row0 + int(win.row_off), col0 + int(win.col_off), meta.height, meta.width)
         return Tile(ArraySource(arr), meta, geo, self.bands, max_pixels=self.max_pixels,
-                    stretch=self.stretch(), key=key)
+                    stretch=self.stretch(), key=key, window=scene_window)
 
     def crop_window(self, col_off: int, row_off: int, width: int, height: int) -> "Tile":
         """A small Tile of ``width``×``height`` pixels from (col_off, row_off); see ``read``."""
         return self.read(Window(col_off, row_off, width, height))
+
+    def read_window(self, col_off: int, row_off: int, width: int, height: int, *, max_side: int) -> "Tile":
+        """Like ``crop_window``, decimated so that no side exceeds ``max_side`` pixels (any window size:
+        a whole scene for an image-level model); the transform and ``gsd_m`` follow the coarser pixels."""
+        f = max(1, -(-max(width, height) // max_side))
+        if f == 1:
+            return self.crop_window(col_off, row_off, width, height)
+        win = Window(col_off, row_off, width, height).intersection(Window(0, 0, self.width, self.height))
+        out = (max(1, int(win.height) // f), max(1, int(win.width) // f))
+        arr = np.ascontiguousarray(self._source.read(win, out_shape=out))
+        sx, sy = win.width / out[1], win.height / out[0]
+        tr: Affine = self.transform @ Affine.translation(win.col_off, win.row_off) @ Affine.scale(sx, sy)
+        meta = replace(self._meta, height=out[0], width=out[1], transform=tr)
+        g = self._geo
+        geo = build_geo(g.crs, tr, out[0], out[1], g.gsd_m * max(sx, sy) if g.explicit_gsd else None)
+        key = hashlib.sha1(f"{self.key}:{win.flatten()}:/{f}".encode()).hexdigest()
+        return Tile(ArraySource(arr), meta, geo, self.bands, max_pixels=self.max_pixels, stretch=self.stretch(),
+                    key=key)
 
     def with_options(self, *, gsd_m: float | None = None,
                      bands: Sequence[int | str] | None = None) -> "Tile":

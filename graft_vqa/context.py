@@ -1,0 +1,168 @@
+"""The :class:`PatchContext`: what every ``ImagePatch`` of one tile (or scene) shares.
+
+Models, find settings, the map source (a whole tile, or a scene window by window), the area of
+interest, byte-bounded caches of score maps and instances, warnings said once, and the finds of the
+current question (they become the answer's detections).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graft_vqa.answer import Detection
+from graft_vqa.config import FindConfig
+from graft_vqa.core.aoi import AOI
+from graft_vqa.core.lru import LRU
+from graft_vqa.perception.instances import Box, Instance, area_m2, paste
+from graft_vqa.perception.protocols import MapSource, Refiner, Scorer
+from graft_vqa.perception.tile_maps import TileMaps
+
+log = logging.getLogger(__name__)
+
+SAM_MISSING = ("SAM refinement was asked for (refine='sam') but no SAM model is available: "
+               "instances are the thresholded components; put SAM weights in place to refine them")
+MAPS_BYTES = 512 * 2**20  # score maps kept per context (a 4096² tile's map is 64 MiB)
+FOUND_BYTES = 256 * 2**20  # instance crops kept per context
+UNION_CELLS = 64_000_000  # largest grid a union of instances is drawn on at full resolution
+
+
+def _instances_bytes(instances: list[Instance]) -> int:
+    return sum(i.crop.nbytes + 200 for i in instances) + 100
+
+
+@dataclass
+class PatchContext:
+    """What every patch of one tile or scene shares: models, settings, caches, warnings and this question's finds."""
+
+    tile: Any  # graft_vqa.core.tiles.Tile (a scene's header-only tile for rasters of any size)
+    scorer: Scorer | None  # score_maps(tile, queries) (and optionally score_image(tile, options))
+    refiner: Refiner | None = None  # SamRefiner, or None for no refinement
+    config: FindConfig = field(default_factory=FindConfig)  # find settings
+    warnings: list[str] = field(default_factory=list)  # said once each
+    sam_missing: str = SAM_MISSING  # said when refine="sam" but refiner is None (the engine says why)
+    aoi: AOI | None = None  # the area of interest: instances whose centroid lies inside, areas clipped to it
+    source: MapSource | None = None  # where maps and instances come from; None: the whole tile (TileMaps)
+    _maps: LRU = field(default_factory=lambda: LRU(max_bytes=MAPS_BYTES), repr=False)  # name -> scores
+    _found: LRU = field(default_factory=lambda: LRU(max_bytes=FOUND_BYTES, sizeof=_instances_bytes), repr=False)
+    _question: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)  # this question's finds
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = TileMaps(self.tile, self.scorer)
+
+    @property
+    def scale(self) -> int:
+        """Pixels per score-map cell (1 for whole tiles)."""
+        return self.source.scale
+
+    def warn_once(self, message: str) -> None:
+        """Record ``message`` unless already recorded."""
+        if message not in self.warnings:
+            log.warning(message)
+            self.warnings.append(message)
+
+    # --- score maps and instances --------------------------------------------------------------
+    def prefetch(self, names: list[str]) -> None:
+        """Compute the maps of ``names`` not cached yet, in one pass (a scene is read once for all)."""
+        missing = [n for n in dict.fromkeys(names) if n not in self._maps]
+        if missing:
+            for name, scores in zip(missing, self.source.score_maps(missing)):
+                self._maps.put(name, scores)
+
+    def score_map(self, name: str) -> np.ndarray:
+        """Scores of ``name`` on the map grid (``scale`` pixels per cell), computed once while cached."""
+        scores = self._maps.get(name)
+        if scores is None:
+            scores = self._maps.put(name, self.source.score_maps([name])[0])
+        return scores
+
+    def instances(self, box: Box, name: str) -> list[Instance]:
+        """``find``'s instances of ``name`` inside ``box`` (those whose centroid lies in the AOI)."""
+        key = (box, name)
+        found = self._found.get(key)
+        if found is None:
+            if self.config.refine == "sam" and self.refiner is None:
+                self.warn_once(self.sam_missing)
+            found = self.source.find(self.score_map(name), box, self.config, self.refiner)
+            if self.aoi is not None:
+                found = [i for i in found if self.aoi.contains_px(*i.centroid())]
+            self._found.put(key, found)
+        return found
+
+    # --- areas ---------------------------------------------------------------------------------
+    def row_areas(self, top: int, bottom: int) -> np.ndarray:
+        """m² of one pixel of each row top..bottom (raises AreaUnavailableError without a scale)."""
+        return np.asarray(self.tile.pixel_area_map(), dtype=np.float64)[top:bottom, 0]
+
+    def area(self, box: Box, crop: np.ndarray, scale: int, clip: bool = True) -> float:
+        """Ground area of a crop over ``box``; with ``clip``, only its part inside the AOI."""
+        if clip and self.aoi is not None:
+            crop = crop & self.aoi.mask(box, scale)
+        return area_m2(self.row_areas(box[1], box[3]), box, crop, scale)
+
+    def union_area(self, instances: list[Instance]) -> float:
+        """Ground area covered by ``instances`` (overlaps once, AOI-clipped): each group of instances
+        whose boxes overlap is drawn on its own box, at full resolution unless that grid is huge."""
+        total = 0.0
+        for group in _overlap_groups(instances):
+            box = group[0].box
+            for inst in group[1:]:
+                box = (min(box[0], inst.box[0]), min(box[1], inst.box[1]), max(box[2], inst.box[2]),
+                       max(box[3], inst.box[3]))
+            fine = min(i.scale for i in group)
+            cells = (box[2] - box[0]) * (box[3] - box[1]) // (fine * fine)
+            scale = fine if cells <= UNION_CELLS else max(i.scale for i in group)
+            union = np.zeros(_grid_shape(box, scale), dtype=bool)
+            for inst in group:
+                union |= paste(inst, box, scale)
+            total += self.area(box, union, scale)
+        return total
+
+    # --- the question's detections -------------------------------------------------------------
+    def record(self, key: tuple, patches: list[Any]) -> None:
+        """Remember the patches of one ``find`` (once per question and per (box, name)); they become
+        :class:`Detection` objects only when asked for (polygons cost time)."""
+        if key not in self._question:
+            self._question[key] = patches
+
+    def begin_question(self) -> None:
+        """Start a new question: ``question_detections`` restarts empty (caches are kept)."""
+        self._question = {}
+
+    def question_detections(self) -> list[Detection]:
+        """The detections of the ``find`` calls made since ``begin_question``."""
+        return [p.detection() for patches in self._question.values() for p in patches]
+
+
+def _grid_shape(box: Box, scale: int) -> tuple[int, int]:
+    return (-(-(box[3] - box[1]) // scale), -(-(box[2] - box[0]) // scale))
+
+
+def _overlap_groups(instances: list[Instance]) -> list[list[Instance]]:
+    """Instances grouped so that boxes of different groups never overlap (union-find on box overlaps,
+    found with a sweep over the boxes' left edges)."""
+    order = sorted(range(len(instances)), key=lambda i: instances[i].box[0])
+    parent = list(range(len(instances)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    active: list[int] = []
+    for i in order:
+        left, top, right, bottom = instances[i].box
+        active = [j for j in active if instances[j].box[2] > left]
+        for j in active:
+            b = instances[j].box
+            if b[1] < bottom and top < b[3]:
+                parent[root(i)] = root(j)
+        active.append(i)
+    groups: dict[int, list[Instance]] = {}
+    for i in range(len(instances)):
+        groups.setdefault(root(i), []).append(instances[i])
+    return list(groups.values())
