@@ -86,7 +86,7 @@ class PatchContext:
         if found is None:
             if self.config.refine == "sam" and self.refiner is None:
                 self.warn_once(self.sam_missing)
-            found = self.source.find(self.score_map(name), box, self.config, self.refiner)
+            found = self.source.find(self.score_map(name), box, self.config, self.refiner, name=name)
             if self.aoi is not None:
                 found = [i for i in found if self.aoi.contains_px(*i.centroid())]
             self._found.put(key, found)

@@ -59,8 +59,9 @@ class MapSource(Protocol):
         ...
 
     def find(self, score_map: np.ndarray, box: tuple[int, int, int, int], config: Any,
-             refiner: Refiner | None) -> list[Instance]:  # pragma: no cover - protocol
-        """``find``'s instances of one score map inside pixel ``box``: components, refinement, merging."""
+             refiner: Refiner | None, name: str | None = None) -> list[Instance]:  # pragma: no cover - protocol
+        """``find``'s instances of one score map (of query ``name``) inside pixel ``box``: components,
+        refinement, merging."""
         ...
 
 

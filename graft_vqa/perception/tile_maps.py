@@ -34,6 +34,7 @@ class TileMaps:
         """The tile's valid mask (H, W)."""
         return np.asarray(self.tile.valid_mask(), dtype=bool)
 
-    def find(self, score_map: np.ndarray, box: Box, config: FindConfig, refiner: Refiner | None) -> list[Instance]:
+    def find(self, score_map: np.ndarray, box: Box, config: FindConfig, refiner: Refiner | None,
+             name: str | None = None) -> list[Instance]:
         """Components inside ``box``, refined and merged (see :func:`find_instances`)."""
         return find_instances(self.tile, score_map, config, refiner=refiner, region=box)

@@ -26,6 +26,7 @@ from graft_vqa.core.aoi import AOI
 from graft_vqa.core.errors import GraftVQAError
 from graft_vqa.perception.instances import Box, Instance
 from graft_vqa.perception.protocols import FeatureScorer, Refiner, Scorer
+from graft_vqa.perception.scorer import resize_maps
 from graft_vqa.scene.features import FeatureStore
 from graft_vqa.scene.find import find_in_scene
 from graft_vqa.scene.plan import PlannedWindow, Progress, WindowPlan
@@ -37,13 +38,18 @@ BAND_ROWS = 256  # cell rows scored at a time from the on-disk features
 
 
 def block_mean(values: np.ndarray, cell: int) -> np.ndarray:
-    """(..., h, w) -> (..., ceil(h / cell), ceil(w / cell)): the mean over each cell's pixels."""
+    """(..., h, w) -> (..., ceil(h / cell), ceil(w / cell)) float32: the mean over each cell's pixels
+    (cells cut by the edge average the pixels they have)."""
     h, w = values.shape[-2:]
     gh, gw = math.ceil(h / cell), math.ceil(w / cell)
-    pad = [(0, 0)] * (values.ndim - 2) + [(0, gh * cell - h), (0, gw * cell - w)]
-    counts = np.pad(np.ones((h, w), np.float32), pad[-2:]).reshape(gh, cell, gw, cell).sum(axis=(1, 3))
-    sums = np.pad(values.astype(np.float32), pad).reshape(*values.shape[:-2], gh, cell, gw, cell).sum(axis=(-3, -1))
-    return sums / counts
+    lead = values.shape[:-2]
+    if h == gh * cell and w == gw * cell:  # the common case: no cut cells
+        return values.reshape(*lead, gh, cell, gw, cell).mean(axis=(-3, -1), dtype=np.float32)
+    pad = [(0, 0)] * len(lead) + [(0, gh * cell - h), (0, gw * cell - w)]
+    sums = np.pad(values.astype(np.float32), pad).reshape(*lead, gh, cell, gw, cell).sum(axis=(-3, -1))
+    rows = np.minimum(cell, h - np.arange(gh) * cell).astype(np.float32)
+    cols = np.minimum(cell, w - np.arange(gw) * cell).astype(np.float32)
+    return sums / np.outer(rows, cols)
 
 
 def to_cells(maps: np.ndarray, height: int, width: int, cell: int) -> np.ndarray:
@@ -115,7 +121,7 @@ class SceneMaps:
         return cells[..., r0 - top:r1 - top, c0 - left:c1 - left]
 
     def _valid_cells(self, win: PlannedWindow, window_tile: Any) -> np.ndarray:
-        valid = np.asarray(window_tile.valid_mask(), dtype=np.float32)[None]
+        valid = np.asarray(window_tile.valid_mask(), dtype=np.uint8)[None]
         return self._core(win, block_mean(valid, self.scale))[0] >= VALID_FRACTION
 
     def valid(self) -> np.ndarray:
@@ -185,7 +191,14 @@ class SceneMaps:
         return maps
 
     # --- instances -----------------------------------------------------------------------------
-    def find(self, score_map: np.ndarray, box: Box, config: FindConfig, refiner: Refiner | None) -> list[Instance]:
-        """``find``'s instances of one scene-wide map inside pixel ``box`` (see :func:`find_in_scene`)."""
+    def find(self, score_map: np.ndarray, box: Box, config: FindConfig, refiner: Refiner | None,
+             name: str | None = None) -> list[Instance]:
+        """``find``'s instances of one scene-wide map inside pixel ``box`` (see :func:`find_in_scene`);
+        a scorer with full-resolution maps is asked again around small instances of ``name``."""
+        pixel_maps = None
+        if name is not None and not isinstance(self.scorer, FeatureScorer):
+            def pixel_maps(window_tile: Any) -> np.ndarray:
+                scored = self.scorer.score_maps(window_tile, [name])
+                return resize_maps(np.asarray(scored), (window_tile.height, window_tile.width))[0]
         return find_in_scene(self.tile, score_map, self.valid(), self.scale, box, config, refiner,
-                             self.config.sam_window)
+                             self.config.sam_window, pixel_maps, self.plan.window)
