@@ -80,13 +80,18 @@ def test_crop_window_and_areas_without_loading(huge_tif):
     assert total == pytest.approx(expected, rel=1e-7)
 
 
-def test_asking_about_a_huge_tile_is_a_clear_failure_not_a_crash(huge_tif):
-    from graft_vqa import Engine, EngineConfig, FindConfig
+def test_a_question_about_a_huge_tile_is_answered_window_by_window(huge_tif):
+    from graft_vqa import Engine
 
-    from .synthetic import RectScorer
+    from .fixtures.scenes import SceneRects
 
-    engine = Engine(scorer=RectScorer({}), config=EngineConfig(find=FindConfig(refine="none")))
-    answer = engine.ask(huge_tif, "How many buildings are there?")
-    assert answer.error and answer.answer != "0", answer
-    assert answer.status == "error"
-    assert "crop_window" in answer.error or "windows(" in answer.error
+    import shapely
+
+    scorer = SceneRects({"building": [(19_700, 19_800, 19_600, 19_900)]})  # in the one written block
+    engine = Engine(scorer=scorer, refine="none", threshold=0.25, feature_cache=False)
+    corner = shapely.box(11.8, 48.0, 12.0, 48.2)  # EPSG:4326, the raster's own CRS: its last 2000 x 2000 px
+    answer = engine.ask(huge_tif, "How many buildings are there?", aoi=corner)
+    assert (answer.answer, answer.error) == ("1", None)
+    assert answer.detections[0].box == (19_600, 19_700, 19_900, 19_800)
+    assert max(w[2] * w[3] for w in scorer.windows) <= 1024 * 1024  # never the whole 400-megapixel raster
+    assert len(set(scorer.windows)) <= 9 + 1  # the windows meeting the AOI, + one around the instance
