@@ -27,6 +27,11 @@ is the whole image. Only the members below exist. Coordinates are pixels: `left`
 `lower`/`upper` are rows counted from the **bottom** of the image (so `upper > lower`). Areas are in
 square metres and distances in metres, from the image's georeferencing.
 
+When the question is asked about an area of interest (AOI), `image_patch` is the AOI's bounding
+window and `image_patch.area_m2` is the AOI's area; `find` returns only the objects whose centroid
+lies inside the AOI, and their areas (and `coverage_m2`) count only the part inside it. Programs need
+nothing special for this: write them as for a whole image.
+
 ```python
 def execute_command(image_patch):
     buildings = image_patch.find("building")

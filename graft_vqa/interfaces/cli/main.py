@@ -74,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GraftVQAError as exc:
         print(f"graft-vqa: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("graft-vqa: interrupted (a scene's features computed so far are kept for the next run)",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
