@@ -137,7 +137,7 @@ def _child(source: str, connection) -> None:
         connection.send((False, f"{type(exc).__name__}: {exc}"))
 
 
-def run_with_timeout(source: str, timeout_s: float = 0.5) -> tuple[bool, str | None]:
+def run_with_timeout(source: str, timeout_s: float = 3.0) -> tuple[bool, str | None]:
     """A minimal stand-in for the sandbox: run in a forked child, kill it after ``timeout_s``."""
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
