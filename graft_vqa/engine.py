@@ -11,6 +11,7 @@ that last run instead of repeating it.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -119,7 +120,7 @@ class Engine:
 
         tile = load_tile(image, gsd_m=self.config.gsd_m)
         placed = None if aoi is None else resolve_aoi(aoi, tile, aoi_crs)
-        key = tile.key if placed is None else f"{tile.key}:aoi={placed.geometry_px.wkb_hex}"
+        key = tile.key if placed is None else f"{tile.key}:aoi={hashlib.sha1(placed.geometry_px.wkb).hexdigest()}"
         root = self._roots.get(key)
         if root is None:
             root = self._make_root(tile, placed)
