@@ -80,13 +80,20 @@ class PatchContext:
         return scores
 
     def instances(self, box: Box, name: str) -> list[Instance]:
-        """``find``'s instances of ``name`` inside ``box`` (those whose centroid lies in the AOI)."""
+        """``find``'s instances of ``name`` inside ``box``; with an AOI, those whose centroid lies inside it.
+
+        On the AOI's own window the components are taken on the whole raster first, so an object
+        that crosses the AOI's edge keeps its full extent (and its true centroid) before the test.
+        """
         key = (box, name)
         found = self._found.get(key)
         if found is None:
             if self.config.refine == "sam" and self.refiner is None:
                 self.warn_once(self.sam_missing)
-            found = self.source.find(self.score_map(name), box, self.config, self.refiner, name=name)
+            search = box
+            if self.aoi is not None and box == self.aoi.box:
+                search = (0, 0, self.tile.width, self.tile.height)
+            found = self.source.find(self.score_map(name), search, self.config, self.refiner, name=name)
             if self.aoi is not None:
                 found = [i for i in found if self.aoi.contains_px(*i.centroid())]
             self._found.put(key, found)
