@@ -1,17 +1,22 @@
 """Areas of interest: a polygon given in some CRS, placed on a raster's grid.
 
-:func:`resolve_aoi` turns what the user gave (a shapely geometry, a GeoJSON-like dict) into an
-:class:`AOI` on one raster: the geometry reprojected to the raster's CRS and to its pixel grid, the
-bounding window of pixels it touches, and its ground area. The rules the engine applies with it
-(documented in ``docs/scenes.md`` and the API spec): an instance belongs to the AOI when its
-centroid lies inside; its area counts only inside the AOI; the root ``ImagePatch`` is the AOI's
-bounding window and its ``area_m2`` is the AOI's area.
+:func:`resolve_aoi` turns what the user gave (a shapely geometry, a GeoJSON-like dict, or the path of
+a GeoJSON/GeoPackage/Shapefile) into an :class:`AOI` on one raster: the geometry reprojected to the
+raster's CRS and to its pixel grid, the bounding window of pixels it touches, and its ground area.
+:func:`aoi_from_user` reads and checks what an interface was given (``--aoi FILE`` or ``--bbox``,
+``--aoi-crs``) before any work, applying the defaults: the CRS of ``--aoi-crs``, else the file's
+own (a file without one is an error), else for ``--bbox`` and shapely geometries the raster's.
+
+The rules the engine applies with it (documented in ``docs/scenes.md`` and the API spec): an
+instance belongs to the AOI when its centroid lies inside; its area counts only inside the AOI;
+the root ``ImagePatch`` is the AOI's bounding window and its ``area_m2`` is the AOI's area.
 """
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import shapely
@@ -23,7 +28,8 @@ from shapely.geometry import box as shapely_box
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from graft_vqa.core.errors import AOIError
+from graft_vqa.core.errors import AOIError, AOIOutsideRasterError
+from graft_vqa.core.vectors import read_polygons
 
 WGS84_GEOD = Geod(ellps="WGS84")
 
@@ -109,7 +115,8 @@ def ground_area_m2(geometry: BaseGeometry, crs: Any) -> float:
     if not src.is_geographic or src.to_epsg() != 4326:
         to_lonlat = Transformer.from_crs(src, ProjCRS.from_epsg(4326), always_xy=True)
         geometry = shapely.transform(_densify(geometry), to_lonlat.transform, interleaved=False)
-    area, _ = WGS84_GEOD.geometry_area_perimeter(geometry)
+    # pyproj adds each ring's signed area, so holes subtract only when wound against the exterior
+    area, _ = WGS84_GEOD.geometry_area_perimeter(shapely.orient_polygons(geometry))
     return abs(float(area))
 
 
@@ -121,18 +128,19 @@ def _densify(geometry: BaseGeometry) -> BaseGeometry:
 
 
 def resolve_aoi(aoi: Any, tile: Any, aoi_crs: Any = None) -> AOI:
-    """Place ``aoi`` (shapely geometry or GeoJSON-like dict) given in ``aoi_crs`` on ``tile``'s grid.
+    """Place ``aoi`` (shapely geometry, GeoJSON-like dict, :class:`UserAOI` or the path of a vector
+    file) given in ``aoi_crs`` on ``tile``'s grid.
 
-    ``aoi_crs`` None means: a dict's legacy ``crs`` member, else EPSG:4326 for a dict (RFC 7946),
-    else the raster's own CRS for a shapely geometry.
+    ``aoi_crs`` None means: a file's own CRS (a file without one is an error), a dict's legacy
+    ``crs`` member, else EPSG:4326 for a dict (RFC 7946), else the raster's own CRS for a shapely
+    geometry.
 
     Raises:
-        AOIError: the AOI misses the raster, the raster has no CRS while the AOI has one, or the
-            geometry is unusable.
+        AOIOutsideRasterError: the AOI misses the raster.
+        AOIError: the raster has no CRS while the AOI has one, the file is unreadable, empty or has
+            no CRS, or the geometry is unusable.
     """
-    geom = as_geometry(aoi)
-    if aoi_crs is None and isinstance(aoi, dict):
-        aoi_crs = geojson_crs(aoi) or "EPSG:4326"
+    geom, aoi_crs = _given(aoi, aoi_crs)
     raster_crs = getattr(tile, "crs", None)
     if raster_crs is None:
         if aoi_crs is not None:
@@ -149,12 +157,151 @@ def resolve_aoi(aoi: Any, tile: Any, aoi_crs: Any = None) -> AOI:
     geom_px = geom_px.intersection(footprint)
     if geom_px.is_empty or geom_px.area <= 0:
         minx, miny, maxx, maxy = map_geom.bounds
-        raise AOIError(f"the area of interest ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g} in the raster's CRS) "
+        raise AOIOutsideRasterError(f"the area of interest ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g} in the raster's CRS) "
                        f"does not overlap the raster; check its coordinates and --aoi-crs")
     window = _window(geom_px, tile.width, tile.height)
     clipped = shapely.transform(geom_px, lambda xy: np.column_stack(tile.transform @ (xy[:, 0], xy[:, 1])))
     area = _area_m2(tile, clipped, geom_px)
     return AOI(geometry=clipped, geometry_px=geom_px, window=window, area_m2=area)
+
+
+@dataclass(frozen=True)
+class UserAOI:
+    """An area of interest as the user gave it, read and checked, not yet placed on a raster."""
+
+    geometry: BaseGeometry  # the union of the given polygons, in ``crs``
+    crs: str | None  # CRS of ``geometry`` (WKT or authority string); None: the raster's own CRS
+    source: str  # what was given, for messages: the file path or "bbox MINX,MINY,MAXX,MAXY"
+
+    def ask_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``Engine.ask`` for this AOI: ``{"aoi": ..., "aoi_crs": ...}``."""
+        return {"aoi": self.geometry, "aoi_crs": self.crs}
+
+
+def aoi_from_user(aoi: Any = None, bbox: Any = None, aoi_crs: Any = None, raster_crs: Any = None) -> UserAOI | None:
+    """Read and check an area of interest before any work; None when neither ``aoi`` nor ``bbox``.
+
+    ``aoi``: a vector file path (GeoJSON, GeoPackage, Shapefile: the union of the first layer's
+    polygons), a GeoJSON-like dict or a shapely geometry. ``bbox``: ``"MINX,MINY,MAXX,MAXY"`` or four
+    numbers. The CRS: ``aoi_crs`` when given; else a file's own CRS (none is an error), a dict's
+    legacy ``crs`` member or EPSG:4326 (RFC 7946); else, for ``bbox`` and shapely geometries,
+    ``raster_crs`` (None: the raster's own CRS, decided when the AOI is placed on it).
+
+    Raises:
+        AOIError: both or a bad ``aoi``/``bbox``/``aoi_crs``; the message says what to do.
+    """
+    if aoi is not None and bbox is not None:
+        raise AOIError("give an area of interest file (--aoi) or a bounding box (--bbox), not both")
+    if aoi is None and bbox is None:
+        if aoi_crs is not None:
+            raise AOIError("--aoi-crs was given without an area of interest: add --aoi FILE or --bbox MINX,MINY,MAXX,MAXY")
+        return None
+    if bbox is not None:
+        geom, source, crs = parse_bbox(bbox), f"bbox {_bbox_text(bbox)}", _crs_text(aoi_crs)
+    else:
+        geom, crs = _given(aoi, aoi_crs)
+        source = str(aoi) if isinstance(aoi, (str, os.PathLike)) else type(aoi).__name__
+    if crs is None and raster_crs is not None:
+        crs = _crs_text(raster_crs)
+    return UserAOI(geometry=geom, crs=crs, source=source)
+
+
+def _given(aoi: Any, aoi_crs: Any) -> tuple[BaseGeometry, str | None]:
+    """The geometry and its CRS (None: the raster's) from a path, a dict, a UserAOI or a geometry."""
+    if isinstance(aoi, UserAOI):
+        return aoi.geometry, _crs_text(aoi_crs) if aoi_crs is not None else aoi.crs
+    crs = _crs_text(aoi_crs) if aoi_crs is not None else None
+    if isinstance(aoi, (str, os.PathLike)):
+        geom, file_crs = load_aoi_file(aoi)
+        crs = crs or file_crs
+        if crs is None:
+            raise AOIError(f"{aoi} has no CRS (a Shapefile without its .prj, or an undefined SRS): pass --aoi-crs "
+                           "(aoi_crs=), e.g. --aoi-crs EPSG:4326")
+        return geom, crs
+    geom = as_geometry(aoi)
+    if crs is None and isinstance(aoi, dict):
+        crs = _crs_text(geojson_crs(aoi) or "EPSG:4326")
+    return geom, crs
+
+
+def load_aoi_file(path: str | os.PathLike) -> tuple[BaseGeometry, str | None]:
+    """The union of the polygons of a vector file's first layer (GeoJSON, GeoPackage, Shapefile,
+    anything GDAL reads) and the file's CRS (None when it declares none).
+
+    Raises:
+        AOIError: the file is missing, unreadable, empty, or holds no polygons.
+    """
+    geometries, crs = read_polygons(path)
+    if not geometries:
+        raise AOIError(f"{path} holds no features: save the area of interest into it again, or give "
+                       "--bbox MINX,MINY,MAXX,MAXY instead")
+    polygons = [p for p in shapely.get_parts(geometries) if p.geom_type in ("Polygon", "MultiPolygon")]
+    if not polygons:
+        kinds = sorted({g.geom_type for g in geometries})
+        raise AOIError(f"{path} holds no polygons (only {', '.join(kinds)}): an area of interest is a polygon; "
+                       "buffer the features into polygons, or give --bbox MINX,MINY,MAXX,MAXY")
+    return as_geometry(shapely.GeometryCollection(polygons)), crs
+
+
+def parse_bbox(bbox: str | Sequence[float]) -> BaseGeometry:
+    """The rectangle of ``"MINX,MINY,MAXX,MAXY"`` (or four numbers) as a shapely Polygon.
+
+    Raises:
+        AOIError: not four numbers, a non-finite number, or a minimum not below its maximum.
+    """
+    text = _bbox_text(bbox)
+    parts = [p.strip() for p in text.split(",")] if isinstance(bbox, str) else list(bbox)
+    if len(parts) != 4:
+        raise AOIError(f"bbox {text!r} has {len(parts)} value(s); give four numbers MINX,MINY,MAXX,MAXY "
+                       "separated by commas, e.g. --bbox 404000,3284000,406000,3286000")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except (TypeError, ValueError):
+            raise AOIError(f"bbox {text!r}: {part!r} is not a number; give four numbers MINX,MINY,MAXX,MAXY") from None
+        if not math.isfinite(value):
+            raise AOIError(f"bbox {text!r}: {part!r} is not a finite number; give four numbers MINX,MINY,MAXX,MAXY")
+        values.append(value)
+    minx, miny, maxx, maxy = values
+    for axis, lo, hi in (("X", minx, maxx), ("Y", miny, maxy)):
+        if not lo < hi:
+            raise AOIError(f"bbox {text!r}: MIN{axis} ({lo:g}) must be less than MAX{axis} ({hi:g}); the order is "
+                           "MINX,MINY,MAXX,MAXY")
+    return shapely_box(minx, miny, maxx, maxy)
+
+
+def _bbox_text(bbox: Any) -> str:
+    if isinstance(bbox, str):
+        return bbox.strip()
+    try:
+        return ",".join(str(v) for v in bbox)
+    except TypeError:
+        raise AOIError(f"a bbox is 'MINX,MINY,MAXX,MAXY' or four numbers, not {type(bbox).__name__}") from None
+
+
+def parse_crs(crs: Any, what: str = "--aoi-crs") -> ProjCRS:
+    """``crs`` (EPSG code, ``"EPSG:4326"``, WKT, PROJ string, a CRS object) as a pyproj CRS.
+
+    Raises:
+        AOIError: pyproj does not know it.
+    """
+    if isinstance(crs, ProjCRS):
+        return crs
+    try:
+        return ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    except Exception:  # noqa: BLE001 - pyproj raises CRSError and others for unknown input
+        raise AOIError(f"{what} {str(crs)[:80]!r} is not a CRS pyproj knows; give e.g. EPSG:4326, EPSG:32618 "
+                       "or WKT text") from None
+
+
+def _crs_text(crs: Any) -> str | None:
+    """A checked CRS as an authority string (``"EPSG:32618"``) where it has one, else WKT."""
+    if crs is None:
+        return None
+    parsed = parse_crs(crs)
+    authority = parsed.to_authority(min_confidence=100)
+    return f"{authority[0]}:{authority[1]}" if authority else parsed.to_wkt()
 
 
 def _window(geom_px: BaseGeometry, width: int, height: int) -> tuple[int, int, int, int]:

@@ -35,8 +35,18 @@ class AOIError(GraftVQAError, ValueError):
     """An area of interest cannot be used: unreadable, empty, without a CRS, or outside the raster."""
 
 
+class AOIOutsideRasterError(AOIError):
+    """The area of interest does not overlap the raster (a tile collection skips such tiles)."""
+
+
 class AreaUnavailableError(TileError):
     """Areas in m² were asked for a tile without georeferencing and without ``gsd_m``."""
+
+
+# --- output files ------------------------------------------------------------------------------
+class OutputPathError(GraftVQAError, ValueError):
+    """An output path cannot be written (missing folder, not writable, unknown extension); checked
+    before any work, so nothing is computed or written."""
 
 
 # --- weights and checkpoints -------------------------------------------------------------------
