@@ -356,6 +356,8 @@ class ImagePatch:
         area clipped to the AOI when there is one)."""
         outline = self._outline_px
         geo = mapping(geometry.to_map(outline, self.tile.transform)) if self.tile.crs is not None else None
+        metric = geometry.metric_geometry(outline, self.tile)  # in metres (None without georeferencing or gsd_m)
         return Detection(name=self.name or "", score=float(self.score or 0.0), box=self.box,
                          area_m2=self.area_m2 if self.tile.has_area else None,
+                         perimeter_m=float(metric.length) if metric is not None else None,
                          polygons_px=geometry.polygon_rings(outline), geometry=geo, refined=self.refined)

@@ -89,7 +89,8 @@ def test_ask_json_and_geojson_outputs(tmp_path):
     collection = json.loads(out_geojson.read_text())
     assert collection["type"] == "FeatureCollection"
     assert len(collection["features"]) == answer["value"] == len(answer["detections"])
-    assert "32618" in collection["properties"]["crs"]
+    assert collection["properties"]["rfc7946"] is True and "crs" not in collection  # WGS84 lon/lat
+    assert collection["properties"]["source_crs"] == "EPSG:32618"
 
 
 def test_building_the_parser_does_not_import_torch():

@@ -67,7 +67,7 @@ def test_answer_carries_program_timings_and_geojson(engine, shared_data):
     assert {"plan_s", "run_s", "total_s"} <= set(answer.timings)
     collection = answer.to_geojson()
     assert len(collection["features"]) == len(BUILDINGS)
-    assert "32618" in collection["properties"]["crs"]
+    assert collection["properties"]["source_crs"] == "EPSG:32618" and "crs" not in collection  # RFC 7946: WGS84
     json.dumps(collection)  # serialisable
 
 

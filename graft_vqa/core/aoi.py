@@ -13,6 +13,7 @@ the root ``ImagePatch`` is the AOI's bounding window and its ``area_m2`` is the 
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -197,20 +198,20 @@ def aoi_from_user(aoi: Any = None, bbox: Any = None, aoi_crs: Any = None, raster
             raise AOIError("--aoi-crs was given without an area of interest: add --aoi FILE or --bbox MINX,MINY,MAXX,MAXY")
         return None
     if bbox is not None:
-        geom, source, crs = parse_bbox(bbox), f"bbox {_bbox_text(bbox)}", _crs_text(aoi_crs)
+        geom, source, crs = parse_bbox(bbox), f"bbox {_bbox_text(bbox)}", crs_text(aoi_crs)
     else:
         geom, crs = _given(aoi, aoi_crs)
         source = str(aoi) if isinstance(aoi, (str, os.PathLike)) else type(aoi).__name__
     if crs is None and raster_crs is not None:
-        crs = _crs_text(raster_crs)
+        crs = crs_text(raster_crs)
     return UserAOI(geometry=geom, crs=crs, source=source)
 
 
 def _given(aoi: Any, aoi_crs: Any) -> tuple[BaseGeometry, str | None]:
     """The geometry and its CRS (None: the raster's) from a path, a dict, a UserAOI or a geometry."""
     if isinstance(aoi, UserAOI):
-        return aoi.geometry, _crs_text(aoi_crs) if aoi_crs is not None else aoi.crs
-    crs = _crs_text(aoi_crs) if aoi_crs is not None else None
+        return aoi.geometry, crs_text(aoi_crs) if aoi_crs is not None else aoi.crs
+    crs = crs_text(aoi_crs) if aoi_crs is not None else None
     if isinstance(aoi, (str, os.PathLike)):
         geom, file_crs = load_aoi_file(aoi)
         crs = crs or file_crs
@@ -220,7 +221,7 @@ def _given(aoi: Any, aoi_crs: Any) -> tuple[BaseGeometry, str | None]:
         return geom, crs
     geom = as_geometry(aoi)
     if crs is None and isinstance(aoi, dict):
-        crs = _crs_text(geojson_crs(aoi) or "EPSG:4326")
+        crs = crs_text(geojson_crs(aoi) or "EPSG:4326")
     return geom, crs
 
 
@@ -280,26 +281,26 @@ def _bbox_text(bbox: Any) -> str:
         raise AOIError(f"a bbox is 'MINX,MINY,MAXX,MAXY' or four numbers, not {type(bbox).__name__}") from None
 
 
-def parse_crs(crs: Any, what: str = "--aoi-crs") -> ProjCRS:
+def parse_crs(crs: Any, what: str = "--aoi-crs", error: type[Exception] = AOIError) -> ProjCRS:
     """``crs`` (EPSG code, ``"EPSG:4326"``, WKT, PROJ string, a CRS object) as a pyproj CRS.
 
     Raises:
-        AOIError: pyproj does not know it.
+        error (AOIError by default): pyproj does not know it; the message names ``what``.
     """
     if isinstance(crs, ProjCRS):
         return crs
     try:
         return ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
     except Exception:  # noqa: BLE001 - pyproj raises CRSError and others for unknown input
-        raise AOIError(f"{what} {str(crs)[:80]!r} is not a CRS pyproj knows; give e.g. EPSG:4326, EPSG:32618 "
+        raise error(f"{what} {str(crs)[:80]!r} is not a CRS pyproj knows; give e.g. EPSG:4326, EPSG:32618 "
                        "or WKT text") from None
 
 
-def _crs_text(crs: Any) -> str | None:
+def crs_text(crs: Any, what: str = "--aoi-crs", error: type[Exception] = AOIError) -> str | None:
     """A checked CRS as an authority string (``"EPSG:32618"``) where it has one, else WKT."""
     if crs is None:
         return None
-    parsed = parse_crs(crs)
+    parsed = parse_crs(crs, what, error)
     authority = parsed.to_authority(min_confidence=100)
     return f"{authority[0]}:{authority[1]}" if authority else parsed.to_wkt()
 
@@ -320,14 +321,23 @@ def _area_m2(tile: Any, clipped_map: BaseGeometry, geom_px: BaseGeometry) -> flo
     return ground_area_m2(clipped_map, tile.crs)
 
 
-def reproject(geometry: BaseGeometry, src: Any, dst: Any) -> BaseGeometry:
-    """``geometry`` from CRS ``src`` to CRS ``dst`` (densified first, so edges bend as they should)."""
+def reproject(geometry: BaseGeometry, src: Any, dst: Any, max_segment: float | None = None) -> BaseGeometry:
+    """``geometry`` from CRS ``src`` to CRS ``dst``, densified first so edges bend as they should:
+    no edge longer than ``max_segment`` (in ``src`` units; None: 1/256 of the geometry's extent).
+    Give many small geometries one ``max_segment`` from their common extent, so short pixel edges
+    are not split needlessly."""
     src_crs = ProjCRS.from_user_input(src.to_wkt() if hasattr(src, "to_wkt") else src)
     dst_crs = ProjCRS.from_user_input(dst.to_wkt() if hasattr(dst, "to_wkt") else dst)
     if src_crs == dst_crs:
         return geometry
-    transformer = Transformer.from_crs(src_crs, dst_crs, always_xy=True)
-    return shapely.transform(_densify(geometry), transformer.transform, interleaved=False)
+    transformer = _transformer(src_crs.to_wkt(), dst_crs.to_wkt())
+    dense = _densify(geometry) if max_segment is None else shapely.segmentize(geometry, max_segment)
+    return shapely.transform(dense, transformer.transform, interleaved=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
+    return Transformer.from_crs(ProjCRS.from_wkt(src_wkt), ProjCRS.from_wkt(dst_wkt), always_xy=True)
 
 
 def to_geojson_dict(geometry: BaseGeometry) -> dict:

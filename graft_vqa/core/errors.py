@@ -45,8 +45,8 @@ class AreaUnavailableError(TileError):
 
 # --- output files ------------------------------------------------------------------------------
 class OutputPathError(GraftVQAError, ValueError):
-    """An output path cannot be written (missing folder, not writable, unknown extension); checked
-    before any work, so nothing is computed or written."""
+    """An output cannot be written as asked (missing folder, not writable, unknown extension or
+    CRS); checked before any work, so nothing is computed or written."""
 
 
 # --- weights and checkpoints -------------------------------------------------------------------

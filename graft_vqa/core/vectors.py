@@ -93,7 +93,8 @@ def write_features(path: str | os.PathLike, geometries: Sequence[BaseGeometry], 
     if metadata and driver in METADATA_DRIVERS:
         options["layer_metadata"] = {str(k): str(v) for k, v in metadata.items()}
     wkb = np.array([shapely.to_wkb(g) for g in geoms], dtype=object)
-    with atomic_output(target) as tmp:
+    with atomic_output(target) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)  # pixel coordinates, said in metadata
         raw.write(tmp, wkb, data, names, layer=target.stem, driver=driver, crs=crs, geometry_type=geometry_type,
                   promote_to_multi=geometry_type == "MultiPolygon", **options)
     log.info("wrote %d features to %s (%s)", len(geoms), target, driver)
