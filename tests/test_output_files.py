@@ -13,6 +13,11 @@ def _listing(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
+def _file(path):
+    path.write_text("x")
+    return path
+
+
 def test_a_good_path_passes_and_the_probe_leaves_nothing(tmp_path):
     assert check_output_path(tmp_path / "results.CSV", SUFFIXES, "--out") == tmp_path / "results.CSV"
     assert _listing(tmp_path) == []
@@ -20,7 +25,7 @@ def test_a_good_path_passes_and_the_probe_leaves_nothing(tmp_path):
 
 @pytest.mark.parametrize("make, words", [
     (lambda t: t / "missing" / "r.csv", "the folder"),
-    (lambda t: (t / "file.tif").write_text("x") or t / "file.tif" / "r.csv", "is a file, not a folder"),
+    (lambda t: _file(t / "file.tif") / "r.csv", "is a file, not a folder"),
     (lambda t: (t / "dir.csv").mkdir() or t / "dir.csv", "is a folder"),
     (lambda t: t / "r.parquet", "unknown extension '.parquet'; use one of .csv, .jsonl"),
     (lambda t: t / "results", "unknown extension '(none)'"),
