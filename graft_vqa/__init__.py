@@ -12,17 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Answer", "Detection", "Engine", "EngineConfig", "FindConfig", "ask", "segment", "evaluate_miou", "load_tile",
-           "__version__"]
+__all__ = ["Answer", "CollectionAnswer", "Detection", "Engine", "EngineConfig", "FindConfig", "ask", "ask_many", "segment",
+           "evaluate_miou", "load_tile", "__version__"]
 
 _LAZY = {
     "Answer": "graft_vqa.answer", "Detection": "graft_vqa.answer", "Engine": "graft_vqa.engine",
-    "ask": "graft_vqa.engine", "EngineConfig": "graft_vqa.config", "FindConfig": "graft_vqa.config",
+    "ask": "graft_vqa.engine", "ask_many": "graft_vqa.collection", "CollectionAnswer": "graft_vqa.collection",
+    "EngineConfig": "graft_vqa.config", "FindConfig": "graft_vqa.config",
     "segment": "graft_vqa.segmentation", "evaluate_miou": "graft_vqa.segmentation", "load_tile": "graft_vqa.core.tiles", "ImagePatch": "graft_vqa.image_patch",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from graft_vqa.answer import Answer, Detection
+    from graft_vqa.collection import CollectionAnswer, ask_many
     from graft_vqa.config import EngineConfig, FindConfig
     from graft_vqa.engine import Engine, ask
 

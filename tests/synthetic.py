@@ -24,3 +24,18 @@ class RectScorer:
 
     def score_image(self, tile, options: list[str]) -> np.ndarray:
         return np.array([self.image_scores.get(o, 0.0) for o in options], dtype=np.float32)
+
+
+class MaskScorer:
+    """Scores 0.5 on each query's boolean mask and 0.0 elsewhere; ``per_tile`` (file name -> query ->
+    mask) gives some tiles masks of their own."""
+
+    def __init__(self, masks: dict[str, np.ndarray], per_tile: dict[str, dict[str, np.ndarray]] | None = None) -> None:
+        self.masks = masks
+        self.per_tile = per_tile or {}
+
+    def score_maps(self, tile, queries: list[str]) -> np.ndarray:
+        name = (tile.path or "").replace("\\", "/").rsplit("/", 1)[-1]
+        masks = self.per_tile.get(name, self.masks)
+        empty = np.zeros((tile.height, tile.width), dtype=bool)
+        return np.stack([np.where(masks.get(q, empty), 0.5, 0.0) for q in queries]).astype(np.float32)

@@ -16,20 +16,10 @@ from shapely.geometry import shape
 from graft_vqa import Engine, EngineConfig, FindConfig
 from graft_vqa.answer import RASTER_CRS, Answer
 from graft_vqa.core.errors import OutputPathError
+from tests.synthetic import MaskScorer
 from tests.georaster import UTM18, UTM_ORIGIN, geodesic_area, to_crs, utm_raster, write_raster
 
 FORMATS = ["out.gpkg", "out.geojson", "out.fgb", "out.shp"]
-
-
-class MaskScorer:
-    """Scores 0.5 on each query's boolean mask, 0 elsewhere."""
-
-    def __init__(self, masks: dict[str, np.ndarray]) -> None:
-        self.masks = masks
-
-    def score_maps(self, tile, queries):
-        return np.stack([np.where(self.masks.get(q, np.zeros((tile.height, tile.width), bool)), 0.5, 0.0)
-                         for q in queries]).astype(np.float32)
 
 
 def _masks(size: int = 200) -> dict[str, np.ndarray]:
