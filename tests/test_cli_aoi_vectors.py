@@ -132,8 +132,10 @@ def test_bbox_reaches_the_engine_in_the_raster_crs_unless_aoi_crs(engine, tile):
     assert main(["ask", str(tile), QUESTION, "--bbox", "400000,3288000,401000,3290000"]) == 0
     assert engine.calls[-1]["aoi_crs"] is None  # None: the raster's own CRS
     lonlat = to_crs(box(400_000, 3_288_000, 401_000, 3_290_000), UTM18, "EPSG:4326").bounds
-    assert main(["ask", str(tile), QUESTION, "--bbox=" + ",".join(map(str, lonlat)), "--aoi-crs", "EPSG:4326"]) == 0
+    assert lonlat[0] < 0  # western longitudes: the value starts with "-"
+    assert main(["ask", str(tile), QUESTION, "--bbox", ",".join(map(str, lonlat)), "--aoi-crs", "EPSG:4326"]) == 0
     assert engine.calls[-1]["aoi_crs"] == "EPSG:4326"
+    assert engine.calls[-1]["aoi"].bounds == pytest.approx(lonlat)
 
 
 def test_without_an_aoi_engine_ask_gets_no_aoi_keywords(engine, tile):

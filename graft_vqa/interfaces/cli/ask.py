@@ -32,8 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="answer inside this area: GeoJSON, GeoPackage or Shapefile (the union of the first "
                            "layer's polygons)")
     area.add_argument("--bbox", metavar="MINX,MINY,MAXX,MAXY",
-                      help="answer inside this box (in the raster's CRS unless --aoi-crs; write --bbox=-76.1,... "
-                           "when MINX is negative)")
+                      help="answer inside this box (in the raster's CRS unless --aoi-crs)")
     area.add_argument("--aoi-crs", metavar="CRS",
                       help="CRS of --aoi/--bbox, e.g. EPSG:4326 (default: the file's own CRS; for --bbox, the raster's)")
     out = ask.add_argument_group("outputs")

@@ -60,12 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NEGATIVE_LISTS = ("--bbox",)  # options whose value may start with "-" (a western or southern coordinate)
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """``--bbox -76.1,29.7,...`` as ``--bbox=-76.1,29.7,...``: argparse would read the value as an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in NEGATIVE_LISTS and i + 1 < len(argv) and argv[i + 1].startswith("-") and "," in argv[i + 1]:
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; library errors end with a one-line message and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:
         return PASSTHROUGH[argv[0]][1](argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_negative_values(argv))
     # Warnings reach the user through each answer's `warnings`; the log adds detail with -v.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
