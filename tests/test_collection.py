@@ -188,7 +188,9 @@ def cli_engine(monkeypatch):
 def test_cli_glob_prints_each_tile_and_the_total(cli_engine, with_bad, tmp_path, capsys):
     out = tmp_path / "results.csv"
     assert main(["ask", str(with_bad / "*.tif"), COUNT, "--out", str(out)]) == 1  # one tile failed
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    assert "tiles:" in captured.err and "/4 [" in captured.err  # the progress bar over tiles
+    lines = captured.out.splitlines()
     assert lines[0] == f"{with_bad / 'a.tif'}\t2"
     assert lines[2].startswith(f"{with_bad / 'broken.tif'}\t[unreadable] ")
     assert lines[-1] == "total\t5  (3 tiles answered, 1 failed)"
