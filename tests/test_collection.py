@@ -233,3 +233,18 @@ def test_cli_aoi_over_many_tiles(monkeypatch, tiles, capsys):
     assert main(["ask", str(tiles / "*.tif"), COUNT, "--bbox", "400000,3288000,402000,3290000"]) == 0
     assert len(calls) == 3 and all(c["aoi"].equals(box(400000, 3288000, 402000, 3290000)) for c in calls)
     assert all(c["aoi_crs"] is None for c in calls)
+
+
+def test_cli_total_says_when_weights_are_untrained(monkeypatch, tiles, capsys):
+    from graft_vqa.answer import Answer
+
+    class Untrained:
+        def ask(self, image, question, **aoi):
+            return Answer(question=question, answer="1", value=1, kind="count",
+                          warnings=["GRAFT has random weights (allow_untrained): answers are not meaningful"])
+
+    monkeypatch.setattr(ask_cmd, "build_engine", lambda args: Untrained())
+    assert main(["ask", str(tiles / "*.tif"), COUNT]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1].endswith("[untrained weights: these answers are not meaningful]")
+    assert captured.err.count("random weights") == 1  # said once, not once per tile

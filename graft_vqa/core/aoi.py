@@ -158,8 +158,8 @@ def resolve_aoi(aoi: Any, tile: Any, aoi_crs: Any = None) -> AOI:
     geom_px = geom_px.intersection(footprint)
     if geom_px.is_empty or geom_px.area <= 0:
         minx, miny, maxx, maxy = map_geom.bounds
-        raise AOIOutsideRasterError(f"the area of interest ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g} in the raster's CRS) "
-                       f"does not overlap the raster; check its coordinates and --aoi-crs")
+        raise AOIOutsideRasterError(f"the area of interest ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g} in the "
+                                    "raster's CRS) does not overlap the raster; check its coordinates and --aoi-crs")
     window = _window(geom_px, tile.width, tile.height)
     clipped = shapely.transform(geom_px, lambda xy: np.column_stack(tile.transform @ (xy[:, 0], xy[:, 1])))
     area = _area_m2(tile, clipped, geom_px)
@@ -195,7 +195,8 @@ def aoi_from_user(aoi: Any = None, bbox: Any = None, aoi_crs: Any = None, raster
         raise AOIError("give an area of interest file (--aoi) or a bounding box (--bbox), not both")
     if aoi is None and bbox is None:
         if aoi_crs is not None:
-            raise AOIError("--aoi-crs was given without an area of interest: add --aoi FILE or --bbox MINX,MINY,MAXX,MAXY")
+            raise AOIError("--aoi-crs was given without an area of interest: add --aoi FILE or "
+                           "--bbox MINX,MINY,MAXX,MAXY")
         return None
     if bbox is not None:
         geom, source, crs = parse_bbox(bbox), f"bbox {_bbox_text(bbox)}", crs_text(aoi_crs)

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     area.add_argument("--bbox", metavar="MINX,MINY,MAXX,MAXY",
                       help="answer inside this box (in the raster's CRS unless --aoi-crs)")
     area.add_argument("--aoi-crs", metavar="CRS",
-                      help="CRS of --aoi/--bbox, e.g. EPSG:4326 (default: the file's own CRS; for --bbox, the raster's)")
+                      help="CRS of --aoi/--bbox, e.g. EPSG:4326 (default: the file's own CRS; for --bbox, "
+                           "the raster's)")
     out = ask.add_argument_group("outputs")
     out.add_argument("--json", action="store_true", help="print the whole answer (or every tile's row) as JSON")
     out.add_argument("--geojson", metavar="OUT",
@@ -157,7 +158,8 @@ def _run_collection(args: argparse.Namespace, request: Request, engine: Any) -> 
         print(f"{record.tile}\t{shown}")
     warnings = dict.fromkeys(w for r in result.tiles if r.answer is not None for w in r.answer.warnings)
     untrained = any("random weights" in w for w in warnings)
-    print(f"total\t{total.summary()}" + ("    [untrained weights: these answers are not meaningful]" if untrained else ""))
+    flag = "    [untrained weights: these answers are not meaningful]" if untrained else ""
+    print(f"total\t{total.summary()}{flag}")
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0 if result.ok else 1
