@@ -124,7 +124,7 @@ class Total:
 
     question: str
     kind: str | None  # the answers' common kind; None when none answered or kinds differ
-    value: Any  # int (count), float (area_m2), bool (presence), dict of label -> tiles (text); None if none
+    value: Any  # int (count), float (area_m2), bool (presence), dict of label -> tiles (text); else None
     answer: str  # short string like an Answer's: "12", "5300 m2", "yes", "urban: 3, rural: 1"
     answered: int  # tiles answered
     failed: int  # tiles unreadable or whose answer failed
@@ -219,9 +219,11 @@ def _total(question: str, records: list[TileAnswer]) -> Total:
     elif kind == "bool":
         value = any(bool(v) for v in values)
         text = "yes" if value else "no"
-    else:
+    elif kind == "text":
         value = dict(Counter(a.answer for a in answered).most_common())
         text = ", ".join(f"{label}: {n}" for label, n in value.items())
+    else:  # a kind that does not add up over tiles (a share of each tile, ...)
+        return Total(question, kind, None, f"no total for {kind} answers: see each tile", **counts)
     return Total(question, kind, value, text, **counts)
 
 

@@ -133,6 +133,9 @@ def test_text_answers_are_tallied():
                for i, a in enumerate(["urban", "rural", "urban"])]
     (total,) = totals(["Rural or urban?"], records)
     assert total.value == {"urban": 2, "rural": 1} and total.answer == "urban: 2, rural: 1"
+    mixed = records + [TileAnswer("t9.tif", "Rural or urban?", Answer(answer="3", value=3, kind="count"), "ok")]
+    (total,) = totals(["Rural or urban?"], mixed)
+    assert total.value is None and "different kinds (count, text)" in total.answer
 
 
 def test_tiles_outside_the_aoi_are_skipped_not_failed(tiles, tmp_path):
