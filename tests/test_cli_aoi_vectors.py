@@ -175,3 +175,18 @@ def test_aoi_that_misses_the_raster_is_one_line_and_writes_nothing(engine, tile,
     assert main(["ask", str(tile), QUESTION, "--aoi", str(far), "--vector", str(tmp_path / "b.gpkg")]) == 2
     assert "does not overlap the raster" in _error_line(capsys)
     assert _files(tmp_path) == before
+
+
+def test_real_engine_counts_and_writes_inside_an_epsg4326_aoi(monkeypatch, tile, tmp_path, capsys):
+    engine = Engine(scorer=MaskScorer({"building": _buildings()}),
+                    config=EngineConfig(find=FindConfig(threshold=0.25, refine="none")))
+    monkeypatch.setattr(ask_cmd, "build_engine", lambda args: engine)
+    quadrant = box(400_000, 3_289_000, 401_000, 3_290_000).segmentize(10)  # holds the 10 x 10 px building only
+    parcel = write_vector(tmp_path / "parcel.geojson", [to_crs(quadrant, UTM18, "EPSG:4326")], crs="EPSG:4326",
+                          driver="GeoJSON")
+    out = tmp_path / "inside.gpkg"
+    assert main(["ask", str(tile), QUESTION, "--aoi", str(parcel), "--vector", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == "1"
+    frame = gpd.read_file(out)
+    assert len(frame) == 1 and frame.geometry[0].bounds == pytest.approx((400_100, 3_289_800, 400_200, 3_289_900))
+    assert frame["area_m2"][0] == pytest.approx(100 * 100, rel=2e-3)
