@@ -259,12 +259,13 @@ def _crs_string(tile: Any) -> str | None:
         return str(crs)
 
 
-def ask(image: Any, question: str, **options: Any) -> Answer:
-    """Answer one question about one image with a fresh engine.
+def ask(image: Any, question: str, *, aoi: Any = None, aoi_crs: Any = None, **options: Any) -> Answer:
+    """Answer one question about one image with a fresh engine, inside ``aoi`` (in ``aoi_crs``) when given.
 
-    ``options`` are :class:`EngineConfig` and :class:`~graft_vqa.config.FindConfig` fields
-    (``allow_untrained=True``, ``gsd_m=10``, ``threshold=0.1``, ...) plus ``scorer``, ``refiner``,
-    ``planner`` and ``config``. For many questions, build one :class:`Engine` and reuse it.
+    ``options`` are :class:`EngineConfig`, :class:`~graft_vqa.config.FindConfig` and
+    :class:`~graft_vqa.config.SceneConfig` fields (``allow_untrained=True``, ``gsd_m=10``,
+    ``threshold=0.1``, ...) plus ``scorer``, ``refiner``, ``planner``, ``config`` and ``progress``.
+    For many questions, build one :class:`Engine` and reuse it.
     """
-    parts = {k: options.pop(k) for k in ("scorer", "refiner", "planner", "config") if k in options}
-    return Engine(**parts, **options).ask(image, question)
+    parts = {k: options.pop(k) for k in ("scorer", "refiner", "planner", "config", "progress") if k in options}
+    return Engine(**parts, **options).ask(image, question, aoi=aoi, aoi_crs=aoi_crs)

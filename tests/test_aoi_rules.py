@@ -43,3 +43,13 @@ def test_an_object_across_the_aoi_edge_counts_by_its_whole_centroid(raster, scen
     answer = engine.ask(raster, "How many buildings are there?", aoi=up_to_col_120)
     assert answer.answer == "1"
     assert answer.detections[0].area_m2 == pytest.approx(20 * 30 * 100, rel=0.002)  # 20 rows x 30 cols x 100 m2
+
+
+def test_graft_vqa_ask_takes_an_aoi(raster):
+    import graft_vqa
+
+    up_to_col_120 = {"type": "Polygon", "coordinates": [[[400000, 3288000], [401200, 3288000], [401200, 3290000],
+                                                          [400000, 3290000], [400000, 3288000]]]}
+    answer = graft_vqa.ask(raster, "How many buildings are there?", aoi=up_to_col_120, aoi_crs="EPSG:32618",
+                           scorer=Building(), refine="none", threshold=0.5)
+    assert answer.answer == "1"
