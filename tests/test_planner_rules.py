@@ -268,7 +268,9 @@ def test_unparseable_questions_are_not_understood_never_guessed(question):
     with pytest.raises(QuestionNotUnderstoodError) as info:
         RulePlanner().plan(question)
     assert isinstance(info.value, PlannerError)
-    assert "How many buildings are there?" in str(info.value) and "--planner openai" in str(info.value)
+    lines = str(info.value).split("\n")
+    assert len(lines) == 2 and "planner=OpenAIPlanner(...)" in lines[0]
+    assert len(re.findall(r'"[^"]+\?"', lines[1])) == 3
 
 
 def test_plans_are_deterministic_and_readable():
@@ -285,3 +287,111 @@ def test_plans_are_deterministic_and_readable():
 ])
 def test_singular_words(plural, singular):
     assert singular_word(plural) == singular
+
+
+# --- a new user's phrasings (issue 17): filler dropped, shares and area comparisons, close examples ----
+POLITE = {
+    "Count the cars please": "car",
+    "Count the cars, please.": "car",
+    "Please, how many buildings are there?": "building",
+    "Could you count the trees for me?": "tree",
+    "Can you tell me how many cars there are?": "car",
+    "hey, how many boats are there in this picture? thanks": "boat",
+    "How many buildings can you see, please?": "building",
+}
+
+
+@pytest.mark.parametrize("question", sorted(POLITE))
+def test_politeness_and_filler_are_dropped_never_searched_for(question):
+    program = RulePlanner().plan(question)
+    assert program.meta["family"] == "count"
+    assert find_names(program.source) == [POLITE[question]]
+
+
+@pytest.mark.parametrize("question", [
+    "Count the cars please now", "how many houses r there", "How many cars u see", "is there a car pls ok",
+])
+def test_filler_inside_a_noun_is_rejected_not_searched_for(question):
+    with pytest.raises(QuestionNotUnderstoodError):
+        RulePlanner().plan(question)
+
+
+class AreaPatch:
+    """A synthetic patch of ``total`` m² whose ``coverage_m2(name)`` is known."""
+
+    def __init__(self, areas: dict[str, float], total: float = 1000.0) -> None:
+        self.areas, self.area_m2 = areas, total
+
+    def coverage_m2(self, name: str) -> float:
+        return self.areas.get(name, 0.0)
+
+
+SHARES = [
+    "How much of the picture is forest?", "How much of the image is covered by forest?",
+    "What percentage of the image is forest?", "What fraction of the tile do forests cover?",
+    "What is the share of forest in the image?", "how much of this scene is made up of forest",
+]
+
+
+@pytest.mark.parametrize("question", SHARES)
+def test_share_of_the_image_is_the_covered_area_over_the_tile_area_as_a_percent(question):
+    program = RulePlanner().plan(question)
+    assert program.meta["family"] == "share" and find_names(program.source) == ["forest"]
+    validate_program(program.source)
+    assert run_program(program.source, AreaPatch({"forest": 375.0})) == "37.5%"
+
+
+AREA_COMPARISONS = {
+    "Is the lake bigger than the forest?": ("lake", "forest", True),
+    "Is the forest smaller than the lake?": ("forest", "lake", True),
+    "Is the lake smaller than the forest?": ("lake", "forest", False),
+    "Is the area covered by water larger than the area covered by forest?": ("water", "forest", True),
+    "Does water cover more area than forest?": ("water", "forest", True),
+    "Is there more forest than water?": ("forest", "water", False),
+}
+
+
+@pytest.mark.parametrize("question", sorted(AREA_COMPARISONS))
+def test_area_comparisons_compare_covered_areas(question):
+    first, second, expected = AREA_COMPARISONS[question]
+    program = RulePlanner().plan(question)
+    assert program.meta["family"] == "area_comp"
+    assert find_names(program.source) == sorted([first, second])
+    areas = {"lake": 600.0, "water": 600.0, "forest": 300.0}
+    assert run_program(program.source, AreaPatch(areas)) is expected
+
+
+def test_a_rejection_is_two_lines_with_three_examples_about_the_same_object():
+    with pytest.raises(QuestionNotUnderstoodError) as info:
+        RulePlanner().plan("how many houses r there")
+    first, second = str(info.value).split("\n")
+    assert "how many houses r there" in first and "planner=OpenAIPlanner(...)" in first
+    examples = re.findall(r'"([^"]+)"', second)
+    assert examples[0] == "How many houses are there?" and len(examples) == 3
+    assert all("house" in example for example in examples)
+    assert len(str(info.value).split()) < 60  # not the old ~120-word paragraph
+
+
+@pytest.mark.parametrize("question", [
+    "how many houses r there", "What colour is the roof?", "Is it sunny?", "hello", "Are there more buildings?",
+    "How big is the biggest field?", "Where are the swimming pools?", "Which is larger, the lake or the forest?",
+    "Are there cars next to a house on the left of a road?", "what % of the pic is trees",
+])
+def test_every_suggested_example_is_understood_by_the_rule_planner(question):
+    with pytest.raises(QuestionNotUnderstoodError) as info:
+        RulePlanner().plan(question)
+    examples = re.findall(r'"([^"]+)"', str(info.value).split("\n")[1])
+    assert len(examples) == 3
+    for example in examples:
+        validate_program(RulePlanner().plan(example).source)
+
+
+def test_the_examples_put_the_kind_of_question_first():
+    def first_example(question: str) -> str:
+        with pytest.raises(QuestionNotUnderstoodError) as info:
+            RulePlanner().plan(question)
+        return re.findall(r'"([^"]+)"', str(info.value).split("\n")[1])[0]
+
+    assert first_example("what % share of the pic is trees") == "How much of the image is tree?"
+    assert first_example("are there more cars as boats") == "Are there more cars than boats?"
+    assert first_example("is any boat there r") == "Is there a boat?"

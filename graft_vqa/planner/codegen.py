@@ -23,9 +23,9 @@ class ProgramWriter:
         self._names: set[str] = {"image_patch", "patch", "other"}
         self._found: dict[str, str] = {}  # noun -> variable holding image_patch.find(noun)
 
-    def _variable(self, noun: str) -> str:
-        """A fresh, readable variable name for a list of ``noun`` patches."""
-        base = re.sub(r"[^a-z0-9]+", "_", noun.lower()).strip("_") + "s"
+    def _variable(self, noun: str, suffix: str = "s") -> str:
+        """A fresh, readable variable name for a list of ``noun`` patches (``suffix`` "s")."""
+        base = re.sub(r"[^a-z0-9]+", "_", noun.lower()).strip("_") + suffix
         if not base[0].isalpha() or keyword.iskeyword(base) or hasattr(builtins, base):
             base = f"found_{base}"
         name, index = base, 2
@@ -57,11 +57,20 @@ class ProgramWriter:
         described = " ".join(word for word in (phrase.size, phrase.shape, phrase.noun) if word)
         return self._assign(described, f"[patch for patch in {found} if {' and '.join(conditions)}]")
 
-    def _assign(self, noun: str, expression: str) -> str:
+    def _assign(self, noun: str, expression: str, suffix: str = "s") -> str:
         """Emit ``name = expression`` and return the name."""
-        name = self._variable(noun)
+        name = self._variable(noun, suffix)
         self.lines.append(f"{INDENT}{name} = {expression}")
         return name
+
+    def area(self, phrase: NounPhrase) -> str:
+        """A variable holding the ground area (m²) covered by ``phrase``, e.g. ``forest_m2``."""
+        if phrase.plain:
+            expression = f"image_patch.coverage_m2({_quote(phrase.noun)})"
+        else:
+            expression = f"sum(patch.area_m2 for patch in {self.patches(phrase)})"
+        described = " ".join(word for word in (phrase.size, phrase.shape, phrase.noun) if word)
+        return self._assign(described, expression, suffix="_m2")
 
     def ret(self, expression: str) -> str:
         """Finish the program with ``return expression`` and return the full source."""
@@ -117,6 +126,20 @@ def area_program(phrase: NounPhrase) -> str:
     if phrase.plain:
         return writer.ret(f"image_patch.coverage_m2({_quote(phrase.noun)})")
     return writer.ret(f"sum(patch.area_m2 for patch in {writer.patches(phrase)})")
+
+
+def share_program(phrase: NounPhrase) -> str:
+    """Program answering "how much of the image is <phrase>?" as a percent of the image's area."""
+    writer = ProgramWriter()
+    covered = writer.area(phrase)
+    return writer.ret(f'f"{{100 * {covered} / image_patch.area_m2:.1f}}%"')
+
+
+def area_compare_program(first: NounPhrase, operator: str, second: NounPhrase) -> str:
+    """Program comparing the areas (m²) two phrases cover with ``operator`` (">", "<")."""
+    writer = ProgramWriter()
+    left, right = writer.area(first), writer.area(second)
+    return writer.ret(f"{left} {operator} {right}")
 
 
 def choice_program(options: list[str]) -> str:

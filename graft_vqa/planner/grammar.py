@@ -29,10 +29,13 @@ _REL_RE = re.compile(
 _DET_RE = re.compile(r"^(?:" + "|".join(DETERMINERS) + r") +")
 _NOUN_RE = re.compile(r"^[a-z][a-z'-]*(?: [a-z][a-z'-]*){0,4}$")
 # words that never belong in a noun: a phrase holding them is a question we do not parse
-_FUNCTION_WORDS = frozenset(
-    "is are was were be there what which who whom whose why where when how many much than "
-    "and or not no nor do does did can could should would will it this that these those "
-    "more less fewer number amount count image picture".split())
+FUNCTION_WORDS = frozenset(
+    "is are was were be been there here what which who whom whose why where when how many much than "
+    "and or not no nor do does did can could should would will it its this that these those "
+    "more less fewer number amount count image picture photo photograph tile scene "
+    # politeness, chat and filler: never part of what to look for ("count the cars please")
+    "please pls plz kindly thanks thank thx you me my we us our your i r u ur im "
+    "now just really exactly approximately roughly about also visible present seen see".split())
 
 _IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child",
               "leaves": "leaf", "geese": "goose", "mice": "mouse", "feet": "foot",
@@ -74,6 +77,26 @@ def singular_word(word: str) -> str:
     return word
 
 
+def plural_word(word: str) -> str:
+    """The plural of a singular English noun (the inverse of :func:`singular_word` on common nouns)."""
+    irregular = {singular: plural for plural, singular in _IRREGULAR.items()}
+    if word in irregular:
+        return irregular[word]
+    if word in _UNCHANGED:
+        return word
+    if word.endswith("y") and len(word) > 2 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    return word + "s"
+
+
+def plural_noun(noun: str) -> str:
+    """Pluralise the head (last word) of a noun: "parking lot" -> "parking lots"."""
+    words = noun.split(" ")
+    return " ".join(words[:-1] + [plural_word(words[-1])])
+
+
 def singular_noun(noun: str) -> str:
     """Singularise the head (last word) of a noun: "residential buildings" -> "residential building"."""
     words = noun.split(" ")
@@ -95,7 +118,8 @@ def _simple_phrase(text: str) -> NounPhrase | None:
                 return None
             shape = SHAPES[word]
     noun = " ".join(words)
-    if not _NOUN_RE.match(noun) or _FUNCTION_WORDS.intersection(words) or words[0] in DETERMINERS:
+    if (not _NOUN_RE.match(noun) or FUNCTION_WORDS.intersection(words) or words[0] in DETERMINERS
+            or any(len(word) < 2 for word in words)):  # "houses r there": a lone letter is no noun
         return None
     return NounPhrase(noun=singular_noun(noun), size=size, shape=shape)
 

@@ -13,32 +13,40 @@ from typing import Callable
 from graft_vqa.core.errors import QuestionNotUnderstoodError
 from graft_vqa.planner import codegen
 from graft_vqa.planner.grammar import NounPhrase, parse_noun_phrase
+from graft_vqa.planner.suggest import not_understood
 from graft_vqa.planner.program import Program, normalise_question
 
-UNDERSTOOD = (
-    "Is there a building? / Is a road present? / Are there any roads?",
-    "How many buildings are there? / What is the number of roads?",
-    "Are there more buildings than roads? / Is the number of roads equal to the number of buildings?",
-    "Is the number of buildings larger than the number of roads?",
-    "What is the area covered by water areas?",
-    "Is it a rural or an urban area?",
-    "with sizes (small, medium, large), shapes (square, rectangular, circular) and relations "
-    "(on the left of, on the right of, at the top of, at the bottom of, next to), "
-    "e.g. 'How many small buildings on the left of a road are there?'",
-)
-
 _IN_IMAGE = re.compile(
-    r" (?:in|on|within|inside) (?:the|this) (?:image|picture|photo|photograph|tile|scene|patch)$")
+    r" (?:in|on|within|inside|of) (?:the|this) (?:image|picture|photo|photograph|tile|scene|patch)$")
 _OPS = {"more": ">", "less": "<", "fewer": "<", "larger": ">", "greater": ">", "bigger": ">",
         "higher": ">", "smaller": "<", "lower": "<"}
 _QUANTITY = r"(?:number|amount|count|total number|quantity)"
+_WHOLE = r"(?:the |this )?(?:image|picture|photo|photograph|tile|scene|patch|area)"
+_SHARE = r"(?:percentage|percent|fraction|proportion|share|part|portion)"
+# politeness and filler around a question, removed before parsing (repeatedly, so they combine)
+_FILLER = [re.compile(pattern) for pattern in (
+    r"^(?:please|pls|plz|kindly|hey|hi|hello|ok|okay|so|well)\b[ ,]*",
+    r"^(?:can|could|would|will) you (?:please |kindly )?(?=(?:count|tell me|say)\b)",
+    r"^(?:please )?(?:tell|say) (?:me|us)\b[ ,]*",
+    r"^(?:i (?:want|would like|'d like) to know|do you know|i wonder)\b[ ,]*",
+    r"[ ,]*\b(?:please|pls|plz|kindly|thanks|thank you|thx|for me)$",
+    r"(?<= )(?:please|kindly) (?=\w)",
+)]
 
 
 def _normalise(question: str) -> str:
-    """:func:`normalise_question`, then without a polite prefix or a trailing "in the image"."""
-    text = normalise_question(question)
-    text = re.sub(r"^(?:please |can you tell me |tell me )", "", text)
-    return _IN_IMAGE.sub("", text).strip()
+    """:func:`normalise_question`, then without politeness, filler or a trailing "in the image"."""
+    text = normalise_question(question).replace(",", " ")
+    text = re.sub(r"\s+", " ", text).strip()
+    previous = None
+    while text != previous:
+        previous = text
+        for filler in _FILLER:
+            text = filler.sub("", text).strip()
+        text = _IN_IMAGE.sub("", text).strip().rstrip(" ?.!")
+    # "tell me if there is a road" -> "is there a road"; "... how many cars there are" -> "how many cars"
+    text = re.sub(r"^(?:if|whether) there (is|are) ", r"\1 there ", text)
+    return re.sub(r"^(how many .+?) there (?:are|is)$", r"\1", text)
 
 
 def _phrase(text: str) -> NounPhrase:
@@ -74,6 +82,14 @@ def _area(m: re.Match[str]) -> tuple[str, str]:
     return "area", codegen.area_program(_phrase(m["np"]))
 
 
+def _share(m: re.Match[str]) -> tuple[str, str]:
+    return "share", codegen.share_program(_phrase(m["np"]))
+
+
+def _area_compare(m: re.Match[str]) -> tuple[str, str]:
+    return "area_comp", codegen.area_compare_program(_phrase(m["a"]), _OPS[m["op"]], _phrase(m["b"]))
+
+
 _A = r"(?P<a>.+?)"
 _B = r"(?P<b>.+)"
 _NP = r"(?P<np>.+?)"
@@ -87,6 +103,21 @@ _PATTERNS: list[tuple[str, Callable[[re.Match[str]], tuple[str, str]]]] = [
     (rf"^is the {_QUANTITY} of {_A} (?:equal to|the same as) the {_QUANTITY} of {_B}$", _compare),
     (rf"^is the {_QUANTITY} of {_A} (?P<op>larger|greater|bigger|higher|smaller|lower|less|more|fewer) "
      rf"than (?:the {_QUANTITY} of |that of )?{_B}$", _compare),
+    # areas compared: "is the lake bigger than the forest?", "does water cover more than forest?"
+    (rf"^is the (?:area|surface) (?:covered by |occupied by |of )?{_A} (?P<op>larger|greater|bigger|smaller) "
+     rf"than (?:the (?:area|surface) (?:covered by |occupied by |of )?|that of )?{_B}$", _area_compare),
+    (rf"^(?:is|are) {_A} (?P<op>larger|greater|bigger|smaller) than {_B}$", _area_compare),
+    (rf"^(?:does|do) {_A} cover (?P<op>more|less) (?:area |ground |surface )?than {_B}(?: does| do)?$",
+     _area_compare),
+    (rf"^is there (?P<op>more|less) {_A} than {_B}$", _area_compare),
+    # share of the image: "how much of the picture is forest?", "what percentage of the image is water?"
+    (rf"^how much of {_WHOLE} (?:is|are) (?:covered (?:by|with|in) |made (?:up )?of |taken up by )?{_NP}$", _share),
+    (rf"^how much of {_WHOLE} (?:do|does) {_NP} (?:cover|occupy|take up)$", _share),
+    (rf"^(?:what|which) {_SHARE} of {_WHOLE} (?:is|are) (?:covered (?:by|with|in) |made (?:up )?of "
+     rf"|taken up by )?{_NP}$", _share),
+    (rf"^(?:what|which) {_SHARE} of {_WHOLE} (?:do|does) {_NP} (?:cover|occupy|take up)$", _share),
+    (rf"^(?:what is|what's) the {_SHARE} (?:of|covered by) {_NP}$", _share),
+    (rf"^how much {_NP} (?:is there|can be seen|do you see|is visible|is present)$", _area),
     (rf"^(?:what is|what's) the (?:total )?area (?:covered|occupied) by {_NP}$", _area),
     (rf"^how (?:much|large an?|big an?) area (?:do|does) {_NP} (?:cover|occupy)$", _area),
     (rf"^how much area is (?:covered|occupied) by {_NP}$", _area),
@@ -123,7 +154,8 @@ class RulePlanner:
     def plan(self, question: str, feedback: str | None = None) -> Program:
         """Return a program for ``question``; ``feedback`` is accepted and ignored (rules don't learn).
 
-        Raises :class:`QuestionNotUnderstoodError` naming the phrasings it understands.
+        Raises :class:`QuestionNotUnderstoodError` in two lines: what it did not understand, and three
+        questions it does understand, close to this one.
         """
         text = _normalise(question)
         for pattern, handler in _COMPILED:
@@ -136,6 +168,4 @@ class RulePlanner:
                 continue
             return Program(source=source, planner=self.planner_id, question=question,
                            meta={"family": family, "rules_version": self.prompt_version})
-        raise QuestionNotUnderstoodError(
-            f"The rule planner does not understand {question!r}. It understands questions like: "
-            + "; ".join(UNDERSTOOD) + ". Rephrase the question, or use the LLM planner (--planner openai).")
+        raise QuestionNotUnderstoodError(not_understood(question, text))
