@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, computed_field, model_validator
 
 if TYPE_CHECKING:  # pragma: no cover
     from shapely.geometry.base import BaseGeometry
 
-AnswerKind = Literal["bool", "count", "area_m2", "text"]
+AnswerKind = Literal["bool", "count", "area_m2", "percent", "text"]
+# every warning of a model built with random weights says this (graft_vqa.models), so an answer knows
+UNTRAINED_MARK = "random weights are used"
 RASTER_CRS = "raster"  # crs= value of to_geojson/to_file: keep the raster's own CRS
 WGS84 = "EPSG:4326"  # RFC 7946 coordinates: longitude, latitude on WGS84
 PIXEL_NOTE = "pixel coordinates (column, row from the top-left corner): the image has no georeferencing"
@@ -83,6 +85,13 @@ class Answer(BaseModel):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def untrained(self) -> bool:
+        """True when a model with random weights answered (``allow_untrained`` without weights): the
+        answer is NOT meaningful, and every interface must say so next to it."""
+        return any(UNTRAINED_MARK in warning for warning in self.warnings)
 
     def to_geojson(self, crs: Any = None) -> dict[str, Any]:
         """The detections as a GeoJSON FeatureCollection.

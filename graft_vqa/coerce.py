@@ -1,8 +1,8 @@
 """Turning a program's raw return value into a typed, normalised answer.
 
 A program returns plain data. Booleans become ``"yes"``/``"no"``, integers counts, floats areas in m²
-when the program measured area, and strings stay text (``"yes"``/``"no"`` and digit strings are
-recognised). Anything else is a failure, reported as such, never as ``"no"``.
+when the program measured area, and strings stay text (``"yes"``/``"no"``, digit strings, ``"12 m2"``
+and shares of the image such as ``"37.5%"`` are recognised). Anything else is a failure, reported as such, never as ``"no"``.
 """
 from __future__ import annotations
 
@@ -74,6 +74,9 @@ def _coerce_str(value: str) -> Coerced:
         return Coerced("no", False, "bool")
     if text.isascii() and text.isdigit():  # "²".isdigit() is True too, but int("²") fails
         return Coerced(str(int(text)), int(text), "count")
+    percent = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text)
+    if percent:
+        return Coerced(f"{float(percent.group(1)):g}%", float(percent.group(1)), "percent")
     area = re.fullmatch(r"(\d+(?:\.\d+)?)\s*m(?:2|²)", text)
     if area:
         return Coerced(format_area(float(area.group(1))), float(area.group(1)), "area_m2")

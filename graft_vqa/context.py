@@ -22,8 +22,9 @@ from graft_vqa.perception.tile_maps import TileMaps
 
 log = logging.getLogger(__name__)
 
-SAM_MISSING = ("SAM refinement was asked for (refine='sam') but no SAM model is available: "
-               "instances are the thresholded components; put SAM weights in place to refine them")
+SAM_MISSING = ("SAM refinement is on but no SAM model is available: "
+               "instances are the thresholded components; put SAM weights in place to refine them, "
+               "or pass refine='none'")
 MAPS_BYTES = 512 * 2**20  # score maps kept per context (a 4096² tile's map is 64 MiB)
 FOUND_BYTES = 256 * 2**20  # instance crops kept per context
 UNION_CELLS = 64_000_000  # largest grid a union of instances is drawn on at full resolution
@@ -88,8 +89,8 @@ class PatchContext:
         key = (box, name)
         found = self._found.get(key)
         if found is None:
-            if self.config.refine == "sam" and self.refiner is None:
-                self.warn_once(self.sam_missing)
+            if self.config.refine == "sam" and self.refiner is None and self.sam_missing not in self.warnings:
+                self.warnings.append(self.sam_missing)  # logged once, where SAM was looked for; not per tile
             search = box
             if self.aoi is not None and box == self.aoi.box:
                 search = (0, 0, self.tile.width, self.tile.height)

@@ -187,13 +187,16 @@ class Engine:
         outside the raster, raises a :class:`GraftVQAError`)."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
+        rejected = self._reject_early(question, timings)
+        if rejected is not None:
+            return rejected
         root = self.image_patch(image, aoi=aoi, aoi_crs=aoi_crs)
-        timings["load_s"] = time.perf_counter() - start
+        timings["load_s"] = time.perf_counter() - start - timings.get("plan_s", 0.0)
         self._last_run = None  # a new question: nothing ran for it yet
         try:
             t0 = time.perf_counter()
             program = self.plan(question, root)
-            timings["plan_s"] = time.perf_counter() - t0
+            timings["plan_s"] = timings.get("plan_s", 0.0) + time.perf_counter() - t0
         except QuestionNotUnderstoodError as exc:
             return self._failed(question, "", "not_understood", str(exc), timings, root)
         except PlannerError as exc:
@@ -222,15 +225,32 @@ class Engine:
                       program=program.source, detections=root.context.question_detections(),
                       timings=timings, warnings=self._answer_warnings(root), crs=_crs_string(root.tile))
 
+    def _reject_early(self, question: str, timings: dict[str, float]) -> Answer | None:
+        """A deterministic planner (the rules) plans before any model or tile loads, so a question it
+        cannot parse fails at once; ``None`` when the question goes on to be answered."""
+        if not getattr(self.planner, "deterministic", False):
+            return None
+        t0 = time.perf_counter()
+        try:
+            self.plan(question)
+        except QuestionNotUnderstoodError as exc:
+            timings["plan_s"] = time.perf_counter() - t0
+            return self._failed(question, "", "not_understood", str(exc), timings, None)
+        except PlannerError:
+            return None  # reported by the normal path, with the tile
+        timings["plan_s"] = time.perf_counter() - t0
+        return None
+
     def _failed(self, question: str, program: str, status: str, error: str | None, timings: dict[str, float],
-                root: ImagePatch) -> Answer:
+                root: ImagePatch | None) -> Answer:
         log.info("question %r failed (%s): %s", question, status, error)
         return Answer(question=question, answer=f"failed ({status})", value=None, kind="text", program=program,
                       timings=timings, warnings=self._answer_warnings(root), error=error or status, status=status,
-                      crs=_crs_string(root.tile))
+                      crs=_crs_string(getattr(root, "tile", None)))
 
-    def _answer_warnings(self, root: ImagePatch) -> list[str]:
-        seen: dict[str, None] = dict.fromkeys(self._warnings + list(root.context.warnings))
+    def _answer_warnings(self, root: ImagePatch | None) -> list[str]:
+        tile_warnings = list(root.context.warnings) if root is not None else []
+        seen: dict[str, None] = dict.fromkeys(self._warnings + tile_warnings)
         return list(seen)
 
 

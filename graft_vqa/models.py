@@ -10,14 +10,15 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from graft_vqa import weights
+from graft_vqa.answer import UNTRAINED_MARK
 from graft_vqa.config import UNTRAINED_SEED, EngineConfig
 from graft_vqa.core.errors import WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
 CLIP_WEIGHTS = "clip-vitb16"  # the weights entry (and text model name) of GRAFT's text tower
-UNTRAINED_WARNING = ("{what} weights were not found and random weights are used (allow_untrained): "
-                     "answers are NOT meaningful. {hint}")
+UNTRAINED_WARNING = ("{what} weights were not found and " + UNTRAINED_MARK + " (allow_untrained, seed "
+                     + str(UNTRAINED_SEED) + "): answers are NOT meaningful. {hint}")
 
 
 def _untrained(what: str, hint: str) -> str:
@@ -74,11 +75,10 @@ def _text_encoder(config: EngineConfig) -> tuple[Any, list[str]]:
     elif config.clip_checkpoint is not None:
         return build_text_encoder(text_model, checkpoint=config.clip_checkpoint, trust_checkpoint=trust), []
     else:
-        hint = (f"text model {text_model!r} has no published weights: pass clip_checkpoint "
-                f"(--clip-checkpoint) or use text_model={CLIP_WEIGHTS!r}.")
+        hint = (f"text model {text_model!r} has no published weights: pass clip_checkpoint=PATH "
+                f"or use text_model={CLIP_WEIGHTS!r}.")
         if not config.allow_untrained:
-            raise WeightsNotFoundError(f"{hint} To run without trained weights, pass "
-                                       "allow_untrained=True / --allow-untrained.")
+            raise WeightsNotFoundError(f"{hint} To run without trained weights, pass allow_untrained=True.")
     with _seeded():
         text = build_text_encoder(text_model, allow_random=True, trust_checkpoint=trust)
     return text, [_untrained("CLIP text", hint)]
@@ -103,7 +103,7 @@ def build_default_refiner(config: EngineConfig) -> tuple[Any, list[str]]:
         path = weights.resolve(name, config.sam_checkpoint)
     except WeightsNotFoundError as exc:
         message = f"SAM refinement is off: {exc}"
-        log.warning(message)
+        log.warning(message)  # once per engine; answers carry it as a warning
         return None, [message]
     # SAM's decoder repeats the image embedding for every prompt, so on a CPU one huge batch is
     # slower than small chunks (bench/find.py, 20 prompts: one call 2.0 s, chunks of 4 1.1-1.5 s);
@@ -111,3 +111,28 @@ def build_default_refiner(config: EngineConfig) -> tuple[Any, list[str]]:
     max_batch = 4 if str(config.device).startswith("cpu") else None
     sam = build_sam(config.sam_model, checkpoint=str(path)).to(config.device)
     return SamRefiner(sam, max_batch=max_batch), []
+
+
+def required_weights(config: EngineConfig) -> dict[str, tuple[str, str | None]]:
+    """The weight files an engine with ``config`` looks for: role ("GRAFT", "CLIP", "SAM") -> (registry
+    name, explicit path or None). Cheap: nothing is loaded."""
+    needed: dict[str, tuple[str, str | None]] = {"GRAFT": (config.graft_weights, config.graft_checkpoint)}
+    if config.resolved_text_model() == CLIP_WEIGHTS:
+        needed["CLIP"] = (CLIP_WEIGHTS, config.clip_checkpoint)
+    if config.find.refine == "sam":
+        needed["SAM"] = (f"sam-{config.sam_model}", config.sam_checkpoint)
+    return needed
+
+
+def missing_weights(config: EngineConfig) -> dict[str, str]:
+    """Role -> registry name of each file :func:`required_weights` names that is not found (an explicit
+    path that does not exist counts as missing). Cheap: nothing is loaded or downloaded."""
+    missing = {}
+    for role, (name, path) in required_weights(config).items():
+        try:
+            found = weights.find(name, path)
+        except WeightsNotFoundError:
+            found = None
+        if found is None:
+            missing[role] = name
+    return missing

@@ -23,8 +23,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from graft_vqa.core.errors import WeightsError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
@@ -43,6 +41,11 @@ class WeightSource:
     description: str  # one line for `graft-vqa weights list`
     url: str | None = None  # published download address; None when the user must supply the file
     size_bytes: int | None = None  # expected size of the download, when known
+
+    @property
+    def path_option(self) -> str:
+        """The EngineConfig field that takes this kind of file explicitly (``graft_checkpoint``, ...)."""
+        return {"graft": "graft_checkpoint", "clip": "clip_checkpoint", "sam": "sam_checkpoint"}[self.kind]
 
 
 def _graft(name: str, filename: str, what: str) -> WeightSource:
@@ -118,20 +121,33 @@ def find(name: str, path: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+def search_folder() -> Path:
+    """The folder a missing file should go to: ``$GRAFT_VQA_WEIGHTS`` when set, else the cache."""
+    env = os.environ.get("GRAFT_VQA_WEIGHTS")
+    return Path(env).expanduser() if env else cache_dir()
+
+
 def missing_hint(name: str) -> str:
-    """Which file ``name`` needs, where to get it and where to put it (one or two sentences)."""
+    """Which file ``name`` needs, where to get it and where to put it (one or two sentences).
+
+    Settings and commands are named as in the Python API (``graft_checkpoint=PATH``,
+    ``graft_vqa.weights.pull('NAME')``); the CLI and the app say them their own way
+    (:mod:`graft_vqa.interfaces.advice`).
+    """
     spec = source(name)
-    where = os.environ.get("GRAFT_VQA_WEIGHTS") or str(cache_dir())
     origin = spec.url or GRAFT_PAGE
-    pull = f" or run `graft-vqa weights pull {name}` on a machine with network access" if spec.url else ""
+    pull = f", or run graft_vqa.weights.pull('{name}') on a machine with network access" if spec.url else ""
     return (f"no weights for {name!r} ({spec.description}). Download {spec.filename} from {origin} and put it in "
-            f"{where}/ (or pass its path explicitly){pull}.")
+            f"{search_folder()}/ (or pass {spec.path_option}=PATH){pull}.")
 
 
 def missing_message(name: str) -> str:
     """What to fetch and where to put it, for a user who is offline, and how to run without it."""
-    return (f"{missing_hint(name)} To run without trained weights, pass allow_untrained=True / "
-            "--allow-untrained: answers will then be marked untrained.")
+    if source(name).kind == "sam":  # SAM never runs with random weights
+        return (f"{missing_hint(name)} Without it, find keeps the thresholded components "
+                "(pass refine='none' to say so and skip SAM).")
+    return (f"{missing_hint(name)} To run without trained weights, pass allow_untrained=True: "
+            "answers will then be marked untrained.")
 
 
 def resolve(name: str, path: str | os.PathLike | None = None, *, download: bool = False) -> Path:
@@ -174,6 +190,8 @@ def pull(name: str, *, url: str | None = None, progress: bool = True) -> Path:
 
 def _download(url: str, partial: Path, spec: WeightSource, progress: bool) -> tuple[int, int | None]:
     """Stream ``url`` into ``partial``; return (bytes written, Content-Length or None)."""
+    from tqdm.auto import tqdm  # only a download needs it (start-up stays light)
+
     written = 0
     with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
         header = response.headers.get("Content-Length")

@@ -34,11 +34,17 @@ def test_error_messages_say_what_failed_and_what_to_do(exc, advice):
 
 
 def test_failed_answer_messages_by_status():
-    for status, word in [("refused", "refused"), ("planner_error", "planner"), ("timeout", "too long"),
-                         ("not_understood", "not understood")]:
+    for status, word in [("refused", "refused"), ("planner_error", "planner"), ("timeout", "too long")]:
         answer = Answer(answer=f"failed ({status})", error="the reason", status=status)
         text = answer_failure_message(answer)
         assert word in text and "the reason" in text and "What to do" in text
+    # a rejected question: its own two lines (what failed, three examples), nothing repeated after them
+    answer = Answer(answer="failed (not_understood)", status="not_understood",
+                    error='did not understand \'x\'; use an LLM planner (planner=OpenAIPlanner(...)).\n'
+                          'It understands, for example: "How many cars are there?"')
+    text = answer_failure_message(answer)
+    assert "not understood" in text and "How many cars are there?" in text and "What to do" not in text
+    assert 'the "openai" Planner in Settings' in text and "OpenAIPlanner" not in text
 
 
 def test_bad_upload_is_a_chat_error_and_clears_the_tile(tmp_path, shared_data):
@@ -166,21 +172,16 @@ def test_warnings_get_their_own_collapsed_message(tmp_path, shared_data):
     assert warning in notes[0]["content"] and "SAM refinement is off" in notes[0]["content"]
 
 
-def test_the_tile_is_loaded_once_per_question_and_shared_by_both_engine_calls(tmp_path, shared_data, monkeypatch):
+def test_the_tile_is_loaded_once_per_question_and_shared_by_the_steps(tmp_path, shared_data, monkeypatch):
     from graft_vqa.core import tiles as tile_module
-    from graft_vqa.core.tiles import Tile
-
-    class _PatchingEngine(_FixedEngine):
-        def image_patch(self, image):
-            self.images.append(image)
+    from graft_vqa.engine import Engine
+    from tests.synthetic import RectScorer
 
     loads = []
     real_load = tile_module.load_tile
     state, _, _, history = handle_upload(str(shared_data / "tiles" / TILE), None, [], 50, tmp_path)
     monkeypatch.setattr(tile_module, "load_tile", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
-    engine = _PatchingEngine(_answer())
+    engine = Engine(scorer=RectScorer({"building": [(10, 40, 10, 40)]}), refine="none")
     history, *_ = handle_question("How many buildings?", state, history, UISettings(), EnginePool(lambda s: engine))
-    assert history[-4]["content"].startswith("**2**")
-    assert loads == [state.tile_path]
-    first, second = engine.images
-    assert isinstance(first, Tile) and first is second and first.path == state.tile_path
+    assert history[-4]["content"].startswith("**1**")
+    assert loads == [state.tile_path]  # once, by the "encoding the tile" step; the engine reuses it

@@ -27,7 +27,7 @@ def test_tile_summary_without_georeferencing_and_16_bit():
 
 def test_answer_text_and_timings():
     answer = Answer(answer="1520 m2", value=1520.0, kind="area_m2", timings={"plan_s": 0.5, "run_s": 1.25})
-    assert timings_text(answer.timings) == "plan 0.50 s · run 1.25 s"
+    assert timings_text(answer.timings) == "planning 0.50 s · running 1.25 s"
     assert answer_text(answer).startswith("**1520 m2** (area; 0 detections)")
     title = warnings_title(["word " * 40, "second"])
     assert title.startswith("2 warnings: word") and title.endswith("…") and len(title) < 110

@@ -53,7 +53,18 @@ def test_offline_error_names_file_and_folder(homes):
     message = str(info.value)
     assert "graft_sentinel_patch.ckpt" in message
     assert str(home / "weights") in message
-    assert "--allow-untrained" in message
+    # the library speaks the Python API's words; the CLI and the app rewrite them (tests/test_advice.py)
+    assert "allow_untrained=True" in message and "graft_checkpoint=PATH" in message
+    assert "--" not in message and "explicitly" not in message
+
+
+def test_missing_sam_never_suggests_random_weights(homes):
+    with pytest.raises(WeightsNotFoundError) as info:
+        weights.resolve("sam-vit_b")
+    message = str(info.value)
+    assert "allow_untrained" not in message  # SAM is never random: allow_untrained would not help
+    assert "sam_checkpoint=PATH" in message and "refine='none'" in message
+    assert "graft_vqa.weights.pull('sam-vit_b')" in message
 
 
 def test_unknown_name_lists_known_ones():

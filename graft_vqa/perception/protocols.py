@@ -6,11 +6,12 @@
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: the engine imports these protocols at start-up, before numpy is needed
+    import numpy as np
 
-from graft_vqa.perception.instances import Instance
+    from graft_vqa.perception.instances import Instance
 
 
 @runtime_checkable

@@ -163,8 +163,8 @@ def pixel_area_column(geo: GeoInfo, height: int, width: int) -> np.ndarray:
     """
     if not geo.has_area:
         raise AreaUnavailableError(
-            "this image is not georeferenced (no CRS), so areas in m² are unknown: pass the ground "
-            "sample distance, e.g. load_tile(path, gsd_m=10.0) for Sentinel-2 / RSVQA-LR or "
+            "this image is not georeferenced (no CRS), so areas in m² are unknown: give its ground "
+            "sample distance in metres per pixel, e.g. gsd_m=10.0 for Sentinel-2 / RSVQA-LR or "
             "gsd_m=0.1524 for RSVQA-HR")
     if geo.explicit_gsd:
         col = np.full(height, geo.gsd_m ** 2)

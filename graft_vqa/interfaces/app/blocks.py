@@ -9,7 +9,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from graft_vqa.interfaces.app.handlers import handle_question, handle_upload
+from graft_vqa.config import EngineConfig
+from graft_vqa.interfaces.app.handlers import handle_answer, handle_ask, handle_upload
+from graft_vqa.interfaces.app.messages import sam_found, weights_banner
 from graft_vqa.interfaces.app.session import EngineFactory, EnginePool, UISettings, default_engine_factory, delete_session
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ EXAMPLES = (
     "Are there more roads than buildings?",
 )
 TILE_TYPES = [".tif", ".tiff", ".png", ".jpg", ".jpeg"]
+APP_CSS = "#weights-banner { border: 2px solid #b91c1c; border-radius: 6px; background: #fef2f2; }"
 
 
 @dataclass
@@ -34,6 +37,8 @@ class AppOptions:
     max_engines: int = 4  # engines (settings combinations) kept loaded at once
     session_ttl_s: float = 4 * 3600  # a session's tile and files are dropped this long after last use
     workdir_root: str | None = None  # where sessions write overlays and GeoJSON (None: system temp folder)
+    engine: EngineConfig | None = None  # the engine settings the app serves: the weights banner and the SAM
+    # box follow from them (None: an injected engine factory brings its own models, so no banner)
 
 
 def _settings(planner: str, base_url: str, model: str, api_key: str, threshold: float, refine_with_sam: bool,
@@ -43,7 +48,8 @@ def _settings(planner: str, base_url: str, model: str, api_key: str, threshold: 
                       refine="sam" if refine_with_sam else "none", gsd_m=float(gsd_m) if gsd_m else None)
 
 
-def _settings_panel(gr: Any, s: UISettings) -> list[Any]:
+def _settings_panel(gr: Any, s: UISettings, sam: bool | None = None) -> list[Any]:
+    """The Settings accordion; ``sam`` says whether SAM weights were found (None: unknown)."""
     with gr.Accordion("Settings", open=False, elem_id="settings"):
         planner = gr.Radio(["rules", "openai"], value=s.planner, label="Planner",
                            info="rules: offline, fixed question forms; openai: any OpenAI-compatible LLM")
@@ -52,7 +58,9 @@ def _settings_panel(gr: Any, s: UISettings) -> list[Any]:
         api_key = gr.Textbox(value=s.api_key, label="API key", type="password")
         threshold = gr.Slider(0.0, 0.5, value=s.threshold, step=0.005, label="Score threshold",
                               info="GRAFT cosine scores are typically 0.0–0.2")
-        refine = gr.Checkbox(value=s.refine == "sam", label="Refine instances with SAM")
+        refine = gr.Checkbox(value=s.refine == "sam" and sam is not False, label="Refine instances with SAM",
+                             elem_id="refine-sam", info=None if sam is not False else
+                             "SAM weights not found: instances are the thresholded score maps")
         gsd = gr.Number(value=s.gsd_m, label="GSD (m/px) for images without georeferencing", minimum=0,
                         info="0: unknown (no areas in m² for PNG/JPEG or CRS-less tiles)")
     return [planner, base_url, model, api_key, threshold, refine, gsd]
@@ -68,7 +76,8 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
     import gradio as gr
 
     options = options or AppOptions()
-    pool = EnginePool(engine_factory or default_engine_factory(), max_engines=options.max_engines)
+    pool = EnginePool(engine_factory or default_engine_factory(options.engine), max_engines=options.max_engines)
+    banner = weights_banner(options.engine)  # computed once, shown from page load
 
     def on_upload(path: str | None, state: Any, history: Any) -> tuple[Any, ...]:
         state, preview, info, history = handle_upload(path, state, history, options.max_upload_mb,
@@ -76,19 +85,24 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
         box = gr.update() if state.tile_path else None  # a file that failed to load is removed
         return state, preview, info, history, box
 
-    def on_ask(question: str, state: Any, history: Any, *values: Any,
-               progress: Any = gr.Progress()) -> tuple[Any, ...]:
+    def on_ask(question: str, state: Any, history: Any) -> tuple[Any, ...]:
+        return handle_ask(question, state, history, options.workdir_root)
+
+    def on_answer(pending: str, state: Any, history: Any, *values: Any,
+                  progress: Any = gr.Progress()) -> tuple[Any, ...]:
         try:
             settings = _settings(*values)
         except (TypeError, ValueError) as exc:
             log.info("bad settings: %s", exc)
             settings = options.settings
-        return handle_question(question, state, history, settings, pool, progress, options.workdir_root)
+        return handle_answer(pending, state, history, settings, pool, progress, options.workdir_root)
 
     with gr.Blocks(title=options.title) as app:
         state = gr.State(None, time_to_live=options.session_ttl_s, delete_callback=delete_session)
+        pending = gr.State("")  # the question on its way from the box to the answer
         gr.Markdown(f"## {options.title}\nUpload a tile, then ask about it. Every answer shows its detections, "
                     "the program that computed it and a GeoJSON download.")
+        gr.Markdown(banner, elem_id="weights-banner", visible=bool(banner), container=True, padding=True)
         with gr.Row():
             with gr.Column(scale=2):
                 upload = gr.File(label="Tile (GeoTIFF, PNG or JPEG)", file_types=TILE_TYPES, type="filepath",
@@ -96,7 +110,7 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
                 preview = gr.Image(label="Tile (RGB)", interactive=False, elem_id="tile-preview", format="png",
                                    buttons=[])
                 info = gr.Markdown("No tile loaded.", elem_id="tile-info")
-                settings = _settings_panel(gr, options.settings)
+                settings = _settings_panel(gr, options.settings, sam_found(options.engine))
             with gr.Column(scale=3):
                 chat = gr.Chatbot(label="Chat", elem_id="chat", height=640)
                 with gr.Row():
@@ -107,10 +121,12 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
                 geojson = gr.File(label="Latest detections (GeoJSON)", interactive=False, elem_id="geojson")
         upload.upload(on_upload, [upload, state, chat], [state, preview, info, chat, upload])
         upload.clear(on_upload, [upload, state, chat], [state, preview, info, chat, upload])
-        inputs = [question, state, chat, *settings]
-        outputs = [chat, question, geojson, state]
-        ask.click(on_ask, inputs, outputs)
-        question.submit(on_ask, inputs, outputs)
+        # the question shows at once; then one progress bar, over the chat, through the real steps
+        for trigger in (ask.click, question.submit):
+            trigger(on_ask, [question, state, chat], [chat, question, pending, state], show_progress="hidden",
+                    queue=False).then(
+                on_answer, [pending, state, chat, *settings], [chat, geojson, state], show_progress="full",
+                show_progress_on=[chat])
     app.queue(default_concurrency_limit=4)
     return app
 
@@ -119,4 +135,4 @@ def launch(app: Any, *, host: str = "127.0.0.1", port: int = 7860, share: bool =
            max_upload_mb: float = 200.0, block: bool = True) -> Any:
     """Start serving ``app``; with ``block=False`` return at once (the server runs in a thread)."""
     return app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{int(max_upload_mb)}mb",
-                      prevent_thread_lock=not block, show_error=False, quiet=not block)
+                      prevent_thread_lock=not block, show_error=False, quiet=not block, css=APP_CSS)

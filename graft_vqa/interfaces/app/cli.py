@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = UISettings(planner=args.planner, base_url=args.base_url or "", model=args.model or "",
                           api_key=args.api_key, threshold=config.find.threshold,
                           refine=config.find.refine, gsd_m=config.gsd_m)
-    options = AppOptions(max_upload_mb=args.max_upload_mb, settings=settings)
+    options = AppOptions(max_upload_mb=args.max_upload_mb, settings=settings, engine=config)
     app = build_app(default_engine_factory(config), options)
     launch(app, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb)
     return 0

@@ -14,9 +14,11 @@ from PIL import Image
 
 from graft_vqa.answer import Answer
 from graft_vqa.core.errors import UnsupportedTileError
-from graft_vqa.interfaces.app.messages import answer_failure_message, error_message
+from graft_vqa.interfaces.advice import for_app
+from graft_vqa.interfaces.app.messages import answer_failure_message, error_message, hide_paths
 from graft_vqa.interfaces.app.overlay import render_overlay
 from graft_vqa.interfaces.app.session import EnginePool, SessionState, UISettings
+from graft_vqa.interfaces.app.steps import answer_in_steps
 from graft_vqa.interfaces.app.summary import answer_text, tile_summary, warnings_title
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def handle_upload(path: str | None, state: SessionState | None, history: list[di
         tile = load_tile(path)
         rgb = tile.rgb()
     except Exception as exc:  # noqa: BLE001 - every failure becomes a chat message
-        _say(history, error_message(exc, f"Could not load {name}"))
+        _say(history, error_message(exc, f"Could not load {name}", names={str(path): name}))
         return state, None, f"**{name} could not be loaded** (see the chat).", history
     state.tile_path, state.tile_name, state.rgb = str(path), name, rgb
     summary = tile_summary(tile, name)
@@ -83,56 +85,83 @@ def _program_message(history: list[dict[str, Any]], answer: Answer) -> None:
              duration=round(answer.timings.get("total_s", sum(answer.timings.values())), 3))
 
 
-def _answer_messages(history: list[dict[str, Any]], state: SessionState, answer: Answer) -> Path | None:
-    """Append the messages for one answer; returns the GeoJSON path (None when the answer failed)."""
+def _answer_messages(history: list[dict[str, Any]], state: SessionState, answer: Answer,
+                     config: Any = None) -> Path | None:
+    """Append the messages for one answer; returns the GeoJSON path (None when the answer failed).
+
+    Warnings and errors are said in the app's words (Settings fields, not Python names), with the
+    uploaded file's name instead of the server's path.
+    """
+    names = {state.tile_path or "": state.tile_name}
     if answer.error is not None:
-        _say(history, answer_failure_message(answer))
+        _say(history, answer_failure_message(answer, config, names))
         _program_message(history, answer)
         return None
     overlay_path, geojson_path = _write_outputs(state, answer)
     _say(history, answer_text(answer))
-    if answer.warnings:
-        _say(history, "\n\n".join(f"- {w}" for w in answer.warnings), title=warnings_title(answer.warnings),
-             status="done")
+    warnings = [hide_paths(for_app(w, config), names) for w in answer.warnings]
+    if warnings:
+        _say(history, "\n\n".join(f"- {w}" for w in warnings), title=warnings_title(warnings), status="done")
     _say(history, {"path": str(overlay_path), "alt_text": f"Detections for: {answer.question}"})
     _program_message(history, answer)
     _say(history, {"path": str(geojson_path)})
     return geojson_path
 
 
-def handle_question(question: str, state: SessionState | None, history: list[dict[str, Any]] | None,
-                    settings: UISettings, pool: EnginePool, progress: Progress = _no_progress,
-                    workdir_root: str | Path | None = None,
-                    ) -> tuple[list[dict[str, Any]], str, str | None, SessionState]:
-    """Answer ``question`` about the session's tile.
+def handle_ask(question: str, state: SessionState | None, history: list[dict[str, Any]] | None,
+               workdir_root: str | Path | None = None,
+               ) -> tuple[list[dict[str, Any]], str, str, SessionState]:
+    """First step of a question, at once: show it in the chat and clear the box.
 
-    Returns the chat, the cleared question box, the latest GeoJSON file (or ``None``) and the state.
+    Returns the chat, the cleared question box, the question for :func:`handle_answer`, and the state.
+    """
+    state = state if isinstance(state, SessionState) else SessionState.create(workdir_root)
+    history = list(history or [])
+    question = (question or "").strip()
+    if question:
+        history.append({"role": "user", "content": question})
+    return history, "", question, state
+
+
+def handle_answer(question: str, state: SessionState | None, history: list[dict[str, Any]] | None,
+                  settings: UISettings, pool: EnginePool, progress: Progress = _no_progress,
+                  workdir_root: str | Path | None = None,
+                  ) -> tuple[list[dict[str, Any]], str | None, SessionState]:
+    """Second step: answer the question :func:`handle_ask` showed, one progress step per real step.
+
+    Returns the chat, the latest GeoJSON file (or ``None``) and the state.
     """
     state = state if isinstance(state, SessionState) else SessionState.create(workdir_root)
     history = list(history or [])
     question = (question or "").strip()
     if not question:
-        return history, "", None, state
-    history.append({"role": "user", "content": question})
+        return history, None, state
     if state.tile_path is None or state.rgb is None:
         _say(history, NO_TILE)
-        return history, "", None, state
+        return history, None, state
     state.questions += 1
+    config = None
     try:
-        progress(0.05, desc="Preparing the engine")
         engine, lock = pool.get(settings)
+        config = getattr(engine, "config", None)
         with lock:
-            progress(0.2, desc="Loading models and tile features")
-            from graft_vqa.core.tiles import load_tile
-
-            tile = load_tile(state.tile_path)  # once per question: the engine takes the Tile as is
-            if hasattr(engine, "image_patch"):
-                engine.image_patch(tile)
-            progress(0.5, desc="Planning and running the program")
-            answer = engine.ask(tile, question)
-        progress(0.9, desc="Drawing the detections")
-        geojson = _answer_messages(history, state, answer)
+            answer = answer_in_steps(engine, state.tile_path, question, progress)
+        geojson = _answer_messages(history, state, answer, config)
     except Exception as exc:  # noqa: BLE001 - the server keeps serving
-        _say(history, error_message(exc, "Could not answer"))
-        return history, "", None, state
-    return history, "", (str(geojson) if geojson else None), state
+        _say(history, error_message(exc, "Could not answer", names={state.tile_path: state.tile_name},
+                                    config=config))
+        return history, None, state
+    return history, (str(geojson) if geojson else None), state
+
+
+def handle_question(question: str, state: SessionState | None, history: list[dict[str, Any]] | None,
+                    settings: UISettings, pool: EnginePool, progress: Progress = _no_progress,
+                    workdir_root: str | Path | None = None,
+                    ) -> tuple[list[dict[str, Any]], str, str | None, SessionState]:
+    """Both steps at once (:func:`handle_ask`, then :func:`handle_answer`), for scripts and tests.
+
+    Returns the chat, the cleared question box, the latest GeoJSON file (or ``None``) and the state.
+    """
+    history, box, pending, state = handle_ask(question, state, history, workdir_root)
+    history, geojson, state = handle_answer(pending, state, history, settings, pool, progress, workdir_root)
+    return history, box, geojson, state

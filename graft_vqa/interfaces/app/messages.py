@@ -1,9 +1,20 @@
-"""Turn errors and failed answers into chat messages that say what happened and what to do."""
+"""Turn errors and failed answers into chat messages that say what happened and what to do.
+
+Library messages name settings as the Python API does (``gsd_m=10.0``); here they are rewritten
+for the app (:func:`graft_vqa.interfaces.advice.for_app`: the field in Settings, or how to restart
+the app), and the server's temporary paths become the file names the user uploaded.
+"""
 from __future__ import annotations
 
 import logging
+import os
+import re
+import tempfile
+from typing import Mapping
 
+from graft_vqa import weights
 from graft_vqa.answer import Answer
+from graft_vqa.config import EngineConfig
 from graft_vqa.core.errors import (
     AreaUnavailableError,
     CheckpointError,
@@ -17,22 +28,24 @@ from graft_vqa.core.errors import (
     WeightsError,
     WeightsNotFoundError,
 )
+from graft_vqa.interfaces.advice import for_app
+from graft_vqa.models import missing_weights
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_FORMATS = "a GeoTIFF (.tif/.tiff), PNG or JPEG"
-_REPHRASE = ("Try one of the example questions (\"How many buildings are there?\", \"Is there a water area?\"), "
-             "or choose the OpenAI-compatible planner in Settings for free-form questions.")
+_REPHRASE = "Ask it like one of the examples above."
 _PLANNER_ADVICE = ("Check the planner's base URL and model in Settings and that the server is running, "
                    "or switch the planner to \"rules\".")
+_GSD_ADVICE = ("Set \"GSD (m/px)\" in Settings to the image's ground sample distance (e.g. 10 for Sentinel-2, "
+               "0.15 for aerial photos), then ask again; or upload a georeferenced GeoTIFF.")
 
 # (error class, what to do) — first match wins, so subclasses come before their bases
 _ADVICE: tuple[tuple[type[BaseException], str], ...] = (
     (TileNotFoundError, "The uploaded file is no longer on the server: upload the tile again."),
     (UnreadableTileError, f"Upload {SUPPORTED_FORMATS} file."),
     (UnsupportedTileError, "Crop or downsample the tile and upload it again."),
-    (AreaUnavailableError, "This image has no georeferencing: set the ground sample distance (m/px) in "
-                           "Settings, or upload a georeferenced GeoTIFF."),
+    (AreaUnavailableError, _GSD_ADVICE),
     (TileError, f"Upload {SUPPORTED_FORMATS} file."),
     (WeightsNotFoundError, "Put the weights file where the message says and restart the app, or start it with "
                            "--allow-untrained to try the interface with random weights (answers are meaningless)."),
@@ -45,7 +58,7 @@ _ADVICE: tuple[tuple[type[BaseException], str], ...] = (
 
 # failed Answer.status -> (title, what to do)
 _STATUS_ADVICE: dict[str, tuple[str, str]] = {
-    "not_understood": ("The question was not understood", _REPHRASE),
+    "not_understood": ("The question was not understood", ""),  # its two lines say what to ask instead
     "planner_error": ("The planner failed", _PLANNER_ADVICE),
     "refused": ("The generated program was refused by the sandbox",
                 "Rephrase the question more simply, or use the rule planner."),
@@ -53,6 +66,16 @@ _STATUS_ADVICE: dict[str, tuple[str, str]] = {
     "memory": ("The program used too much memory", "Upload a smaller tile or ask a simpler question."),
     "error": ("The program failed", "Rephrase the question; if it keeps failing, try the other planner."),
 }
+
+
+def hide_paths(text: str, names: Mapping[str, str] | None = None) -> str:
+    """``text`` without the server's temporary paths: each of ``names`` (path -> what the user calls
+    it) is replaced, and any other path under Gradio's upload folder becomes its file name."""
+    for path, name in (names or {}).items():
+        if path:
+            text = text.replace(str(path), name)
+    uploads = os.environ.get("GRADIO_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "gradio")
+    return re.sub(re.escape(uploads.rstrip("/")) + r"/(?:[^/\s'\"]+/)*", "", text)
 
 
 def advice_for(exc: BaseException) -> str:
@@ -65,11 +88,13 @@ def advice_for(exc: BaseException) -> str:
     return "The server is still running: try again, and report the problem if it repeats."
 
 
-def error_message(exc: BaseException, context: str = "") -> str:
+def error_message(exc: BaseException, context: str = "", names: Mapping[str, str] | None = None,
+                  config: EngineConfig | None = None) -> str:
     """A markdown chat message for an exception: what failed, why, and what to do.
 
-    ``context`` names the action (``"Could not load the tile"``); unexpected (non-graft-vqa) errors
-    are logged with their traceback and shown by type and message only.
+    ``context`` names the action (``"Could not load the tile"``); ``names`` maps server paths to the
+    names the user knows; ``config`` is the engine's (advice never repeats a setting it already has).
+    Unexpected (non-graft-vqa) errors are logged with their traceback and shown by type and message only.
     """
     if not isinstance(exc, GraftVQAError):
         log.exception("unexpected error in the app", exc_info=exc)
@@ -77,11 +102,61 @@ def error_message(exc: BaseException, context: str = "") -> str:
     if not isinstance(exc, GraftVQAError):
         what = f"{type(exc).__name__}: {what}"
     title = context or "Something went wrong"
-    return f"**{title}.** {what}\n\n**What to do:** {advice_for(exc)}"
+    what, advice = hide_paths(for_app(what, config), names), advice_for(exc)
+    if isinstance(exc, WeightsNotFoundError) and ("--allow-untrained" in what or (config and config.allow_untrained)):
+        advice = "Put the weights file where the message says and restart the app."  # said once, or already on
+    return f"**{title}.** {what}\n\n**What to do:** {advice}"
 
 
-def answer_failure_message(answer: Answer) -> str:
+def answer_failure_message(answer: Answer, config: EngineConfig | None = None,
+                           names: Mapping[str, str] | None = None) -> str:
     """A markdown chat message for an :class:`Answer` whose program could not be planned or run."""
     title, advice = _STATUS_ADVICE.get(answer.status, _STATUS_ADVICE["error"])
-    detail = (answer.error or answer.status).strip()
+    detail = hide_paths(for_app((answer.error or answer.status).strip(), config), names)
+    if AreaUnavailableError.__name__ in (answer.error or ""):
+        advice = _GSD_ADVICE  # a PNG or JPEG asked for an area: the GSD field, not "rephrase"
+    if answer.status == "not_understood":
+        return f"**{title}.** " + detail.replace("\n", "\n\n")
     return f"**{title}** ({answer.status}). {detail}\n\n**What to do:** {advice}"
+
+
+def _fetch(name: str) -> str:
+    spec = weights.source(name)
+    origin = f"`graft-vqa weights pull {name}`" if spec.url else "from the GRAFT authors"
+    return f"`{spec.filename}` ({origin})"
+
+
+def weights_banner(config: EngineConfig | None) -> str:
+    """Markdown for the top of the page when weights the app's engine needs are missing ("" when none is).
+
+    Says what that means for the answers (random weights, failing questions, no SAM) and the fix:
+    which file to put in which folder, then restart the app.
+    """
+    if config is None:
+        return ""
+    missing = missing_weights(config)
+    folder = f"`{weights.search_folder()}/`"
+    lines = []
+    models = [name for role, name in missing.items() if role != "SAM"]
+    if models:
+        files = " and ".join(_fetch(name) for name in models)
+        if config.allow_untrained:
+            lines.append("⚠️ **No trained weights: every answer comes from random weights and is NOT meaningful** "
+                         "(the app was started with `--allow-untrained`; answers carry an UNTRAINED badge). "
+                         f"To get real answers, put {files} in {folder} and restart the app.")
+        else:
+            lines.append(f"⚠️ **No trained weights: questions will fail.** Put {files} in {folder} and restart "
+                         "the app, or restart it with `--allow-untrained` to try the interface with random weights "
+                         "(answers are then not meaningful).")
+    if "SAM" in missing:
+        lines.append(f"SAM weights were not found: instances are the thresholded score maps, not refined by SAM. "
+                     f"Put {_fetch(missing['SAM'])} in {folder} and restart the app to refine them.")
+    return "\n\n".join(lines)
+
+
+def sam_found(config: EngineConfig | None) -> bool | None:
+    """Whether the SAM weights of ``config`` are found (None: no config, so unknown)."""
+    if config is None:
+        return None
+    probe = config if config.find.refine == "sam" else EngineConfig.from_options(config, refine="sam")
+    return "SAM" not in missing_weights(probe)

@@ -38,18 +38,29 @@ def tile_summary(tile: Any, name: str = "") -> str:
             f"{tile.dtype}{stretched} · CRS: {_crs_text(tile)} · GSD: {_gsd_text(tile)}")
 
 
+STAGES = {"plan_s": "planning", "models_s": "loading models", "tile_s": "encoding the tile", "load_s": "load",
+          "run_s": "running", "total_s": "total"}  # timing keys as the app names its steps
+KINDS = {"bool": "yes/no", "count": "count", "area_m2": "area", "percent": "share of the image", "text": "text"}
+# on every answer that random weights gave, before the answer itself (red, so it cannot be missed)
+UNTRAINED_BADGE = ('<span class="untrained-badge" style="background:#b91c1c;color:#fff;font-weight:700;'
+                   'padding:1px 8px;border-radius:4px">⚠ UNTRAINED</span> random weights: this answer is NOT '
+                   'meaningful')
+
+
 def timings_text(timings: dict[str, float]) -> str:
-    """``"load 0.01 s · plan 0.00 s · run 0.12 s · total 0.13 s"`` from an answer's timings."""
-    parts = [f"{key.removesuffix('_s')} {value:.2f} s" for key, value in timings.items()]
+    """``"loading models 7.90 s · planning 0.00 s · running 0.12 s · total 8.02 s"`` from an answer's timings."""
+    parts = [f"{STAGES.get(key, key.removesuffix('_s'))} {value:.2f} s" for key, value in timings.items()]
     return " · ".join(parts) if parts else "no timings"
 
 
 def answer_text(answer: Answer) -> str:
-    """The answer as a short markdown message: the value, its kind, the detections and the timings."""
-    kind = {"bool": "yes/no", "count": "count", "area_m2": "area", "text": "text"}.get(answer.kind, answer.kind)
-    lines = [f"**{answer.answer}** ({kind}; {len(answer.detections)} detection"
-             f"{'s' if len(answer.detections) != 1 else ''})",
-             f"Timings: {timings_text(answer.timings)}"]
+    """The answer as a short markdown message: an UNTRAINED badge when random weights answered, then
+    the value, its kind, the detections and the timings."""
+    kind = KINDS.get(answer.kind, answer.kind)
+    lines = [UNTRAINED_BADGE] if answer.untrained else []
+    lines += [f"**{answer.answer}** ({kind}; {len(answer.detections)} detection"
+              f"{'s' if len(answer.detections) != 1 else ''})",
+              f"Timings: {timings_text(answer.timings)}"]
     return "\n\n".join(lines)
 
 

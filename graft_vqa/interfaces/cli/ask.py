@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graft_vqa.core.errors import OutputPathError
+from graft_vqa.interfaces.advice import for_cli
 from graft_vqa.interfaces.options import add_engine_options, engine_config, make_planner
 
 VECTOR_HELP = "GeoPackage (.gpkg), GeoJSON (.geojson), FlatGeobuf (.fgb) or Shapefile (.shp)"
@@ -109,11 +110,12 @@ def _run_one(args: argparse.Namespace, request: Request, engine: Any) -> int:
     if args.json:
         print(answer.model_dump_json(indent=2))
     else:
+        config = getattr(engine, "config", None)  # advice in CLI words, never a flag already passed
         for warning in answer.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(f"warning: {for_cli(warning, config)}", file=sys.stderr)
         if answer.error:
-            print(f"could not answer ({answer.status}): {answer.error}", file=sys.stderr)
-        elif any("random weights" in w for w in answer.warnings):
+            print(f"could not answer ({answer.status}): {for_cli(answer.error, config)}", file=sys.stderr)
+        elif answer.untrained:
             print(f"{answer.answer}    [untrained weights: this answer is not meaningful]")
         else:
             print(answer.answer)
@@ -153,13 +155,15 @@ def _run_collection(args: argparse.Namespace, request: Request, engine: Any) -> 
             "question": total.question, "answer": total.answer, "value": total.value, "kind": total.kind,
             "answered": total.answered, "failed": total.failed, "skipped": total.skipped}}, indent=2))
         return 0 if result.ok else 1
+    config = getattr(engine, "config", None)  # advice in CLI words, never a flag already passed
     for record in result.tiles:
-        shown = record.answer.answer if record.status == "ok" else f"[{record.status}] {record.error}"
+        shown = (record.answer.answer if record.status == "ok"
+                 else f"[{record.status}] {for_cli(str(record.error), config)}")
         print(f"{record.tile}\t{shown}")
     warnings = dict.fromkeys(w for r in result.tiles if r.answer is not None for w in r.answer.warnings)
-    untrained = any("random weights" in w for w in warnings)
+    untrained = any(r.answer is not None and r.answer.untrained for r in result.tiles)
     flag = "    [untrained weights: these answers are not meaningful]" if untrained else ""
     print(f"total\t{total.summary()}{flag}")
     for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {for_cli(warning, config)}", file=sys.stderr)
     return 0 if result.ok else 1

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 from graft_vqa import __version__
 from graft_vqa.core.errors import GraftVQAError
+from graft_vqa.interfaces.advice import for_cli, install_cli_logging
 from graft_vqa.interfaces.cli import ask, weights
 
 log = logging.getLogger("graft_vqa")
@@ -84,12 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return PASSTHROUGH[argv[0]][1](argv[1:])
     args = build_parser().parse_args(_attach_negative_values(argv))
     # Warnings reach the user through each answer's `warnings`; the log adds detail with -v.
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
+    install_cli_logging(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except GraftVQAError as exc:
-        print(f"graft-vqa: error: {exc}", file=sys.stderr)
+        print(f"graft-vqa: error: {for_cli(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("graft-vqa: interrupted (a scene's features computed so far are kept for the next run)",

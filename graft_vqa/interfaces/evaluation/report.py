@@ -24,6 +24,7 @@ from graft_vqa.interfaces.evaluation.metrics import (
     summarize,
 )
 from graft_vqa.interfaces.evaluation.runner import PREDICTIONS, TOTAL_TIME, read_predictions
+from graft_vqa.config import UNTRAINED_SEED
 from graft_vqa.core.errors import DatasetNotFoundError
 
 RUN_META = "run.json"
@@ -113,6 +114,7 @@ def build_report(meta: dict[str, Any], records: Iterable[dict[str, Any]], wall_s
         "metrics": summarize(recs, meta.get("types")),
         "failures": _failures(recs),
         "failure_modes": failure_modes(recs, layout),
+        "untrained": {"n": sum(bool(r.get("untrained")) for r in recs), "of": len(recs), "seed": UNTRAINED_SEED},
         "throughput": throughput,
         "timings": means,
     }
@@ -126,10 +128,21 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
+def untrained_line(rep: dict[str, Any]) -> str:
+    """One sentence saying how many answers came from random weights ("" when none did)."""
+    u = rep.get("untrained") or {}
+    if not u.get("n"):
+        return ""
+    return (f"{u['n']} of {u['of']} answers came from random weights (allow_untrained, seed {u['seed']}): "
+            "these scores are NOT meaningful; put the GRAFT and CLIP weights in place and run again.")
+
+
 def to_markdown(rep: dict[str, Any]) -> str:
-    """The report as a Markdown page."""
+    """The report as a Markdown page (its first line says so when random weights answered)."""
     d, m, acc = rep["dataset"], rep["metrics"], rep["accounting"]
-    lines = [f"# RSVQA-{str(d['layout']).upper()} {d['split']} ({d['protocol']} protocol)", "",
+    untrained = untrained_line(rep)
+    lines = [f"> **UNTRAINED WEIGHTS.** {untrained}", ""] if untrained else []
+    lines += [f"# RSVQA-{str(d['layout']).upper()} {d['split']} ({d['protocol']} protocol)", "",
              f"Questions: {acc['answered']} answered of {acc['expected']} expected"
              + ("" if acc["complete"] else f" (**{acc['missing']} missing**)") + ".", "",
              "| type | n | correct | accuracy % |", "|---|---:|---:|---:|"]

@@ -14,16 +14,18 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from graft_vqa.interfaces.evaluation.metrics import GEOCHAT_SPLIT, GEOCHAT_TYPES
-from graft_vqa.interfaces.evaluation.report import RUN_META, build_report, merge_runs, write_report
+from graft_vqa.interfaces.evaluation.report import RUN_META, build_report, merge_runs, untrained_line, write_report
 from graft_vqa.interfaces.evaluation.rsvqa import LAYOUTS, detect_layout, load_rsvqa
 from graft_vqa.interfaces.evaluation.runner import PREDICTIONS, Selection, parse_shard, read_predictions, run, select
+from graft_vqa.interfaces.advice import for_cli, install_cli_logging
 from graft_vqa.interfaces.options import add_engine_options, engine_config, given_options, make_planner
 from graft_vqa.config import EngineConfig
-from graft_vqa.core.errors import GraftVQAError
+from graft_vqa.core.errors import ConfigError, GraftVQAError
 
 log = logging.getLogger(__name__)
 DATA_ROOT_ENV = "GRAFT_VQA_RSVQA_ROOT"
@@ -132,10 +134,65 @@ def _selected_types(text: str | None, layout: str, protocol: str) -> tuple[str, 
     return types
 
 
+def prepare_out(out: Path) -> list[Path]:
+    """Check ``--out`` before any work and create it; returns the folders made here, top-most first.
+
+    Raises:
+        ConfigError: ``out`` is a file, lies under a file, cannot be created or is not writable (one line).
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a folder (new or existing) for the run's outputs")
+    made, probe = [], out
+    while not probe.exists() and probe != probe.parent:
+        made.append(probe)
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"--out {out}: {probe} is a file, so no folder can be made under it; pass another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        _remove_folders(made[::-1])
+        raise ConfigError(f"--out {out} cannot be written ({exc.strerror or exc}); pass a folder you can write to") \
+            from None
+    return made[::-1]
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (top-most first), deepest first, where empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _forget_unanswered(out: Path, made: list[Path], new_files: list[Path]) -> None:
+    """After a run that failed before its first answer: remove what it wrote, so it leaves nothing behind
+    (no empty predictions.jsonl that a re-run would have to --resume)."""
+    predictions = out / PREDICTIONS
+    if predictions.is_file() and predictions.stat().st_size > 0:
+        return
+    for path in new_files:
+        path.unlink(missing_ok=True)
+    _remove_folders(made)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) one evaluation and write its report."""
     if not args.data_root:
         raise ValueError(f"pass --data-root DIR (the RSVQA release folder) or set ${DATA_ROOT_ENV}")
+    made = prepare_out(args.out)
+    new_files = [p for p in (args.out / RUN_META, args.out / PREDICTIONS) if not p.exists()]
+    try:
+        return _run(args)
+    except BaseException:
+        _forget_unanswered(args.out, made, new_files)
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     layout = detect_layout(Path(args.data_root)).name if args.layout == "auto" else args.layout
     split = args.split or (GEOCHAT_SPLIT[layout] if args.protocol == "geochat" else "test")
     types = _selected_types(args.types, layout, args.protocol)
@@ -151,7 +208,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             "split": split, "protocol": args.protocol, "types": list(types), "limit": args.limit,
             "shard": list(shard), "system": system_meta(args), "expected_qids": [q.qid for q in questions],
             "selection_qids": [q.qid for q in whole]}
-    args.out.mkdir(parents=True, exist_ok=True)
     meta_path = args.out / RUN_META
     if args.resume and meta_path.is_file():
         _check_resume(meta_path, meta)
@@ -173,6 +229,7 @@ def cmd_merge(argv: list[str], prog: str = "eval/run_vqa.py") -> int:
     p.add_argument("runs", nargs="+", type=Path, help="run folders (each with run.json and predictions.jsonl)")
     p.add_argument("--out", required=True, type=Path, help="folder for the merged predictions and report")
     args = p.parse_args(argv)
+    prepare_out(args.out)
     meta, records = merge_runs(args.runs)
     if meta["shard"] is None:
         log.warning("merging shards %s of %d: the others are missing", meta["shards_merged"], meta["shards_total"])
@@ -191,6 +248,8 @@ def _summary(rep: dict[str, Any], out: Path) -> None:
     m, acc = rep["metrics"], rep["accounting"]
     fmt = lambda x: "-" if x is None else f"{100 * x:.2f}%"  # noqa: E731
     per = ", ".join(f"{t} {fmt(v['accuracy'])}" for t, v in m["per_type"].items())
+    if rep.get("untrained", {}).get("n"):
+        sys.stdout.write(f"UNTRAINED: {untrained_line(rep)}\n")
     sys.stdout.write(f"{acc['answered']}/{acc['expected']} questions; {per}; AA {fmt(m['AA'])}; OA {fmt(m['OA'])}; "
                      f"failed programs {rep['failures']['n']}; report in {out / 'report.md'}\n")
 
@@ -199,13 +258,14 @@ def main(argv: list[str] | None = None, prog: str = "eval/run_vqa.py") -> int:
     """Entry point; bad input ends with a one-line message and exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
     verbose = "-v" in argv or "--verbose" in argv
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # library messages (weights advice, the SAM warning) in CLI words: flags, not Python names
+    install_cli_logging(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if argv and argv[0] == "merge":
             return cmd_merge(argv[1:], prog)
         return cmd_run(build_parser(prog).parse_args(argv))
-    except (GraftVQAError, ValueError, FileExistsError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+    except (GraftVQAError, ValueError, OSError) as exc:  # FileExistsError is an OSError
+        sys.stderr.write(f"error: {for_cli(str(exc))}\n")
         return 2
 
 

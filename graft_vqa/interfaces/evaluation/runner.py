@@ -124,6 +124,7 @@ def make_record(q: Question, layout: str, answer: Any = None, *, status: str | N
         "correct": is_correct(layout, q.type, q.gt, prediction, value, failed=failed),
         "status": status, "error": error, "failed": failed,
         "program_id": program_id(program), "timings": timings,
+        "untrained": bool(getattr(answer, "untrained", False)),  # random weights answered: not meaningful
     }
 
 
