@@ -49,3 +49,30 @@ def blob_engine_factory(blobs: dict[int, dict[str, int]]):  # noqa: ANN201 - ret
 
     factory.scorer = scorer  # type: ignore[attr-defined]
     return factory
+
+
+class SlowBlobScorer(BlobScorer):
+    """A :class:`BlobScorer` that takes ``delay_s`` per call, so a test can watch a question being answered."""
+
+    def __init__(self, blobs: dict[int, dict[str, int]], delay_s: float) -> None:
+        super().__init__(blobs)
+        self.delay_s = delay_s
+
+    def score_maps(self, tile: Any, queries: list[str]) -> np.ndarray:
+        import time
+
+        time.sleep(self.delay_s)
+        return super().score_maps(tile, queries)
+
+
+def slow_blob_engine_factory(blobs: dict[int, dict[str, int]], delay_s: float):  # noqa: ANN201
+    """Like :func:`blob_engine_factory`, with a :class:`SlowBlobScorer`."""
+    from graft_vqa.engine import Engine
+
+    scorer = SlowBlobScorer(blobs, delay_s)
+
+    def factory(settings: Any) -> Engine:
+        config = EngineConfig(find=FindConfig(threshold=settings.threshold, refine="none"), gsd_m=settings.gsd_m)
+        return Engine(scorer=scorer, config=config)
+
+    return factory

@@ -12,7 +12,8 @@ from typing import Any
 from graft_vqa.config import EngineConfig
 from graft_vqa.interfaces.app.handlers import handle_answer, handle_ask, handle_upload
 from graft_vqa.interfaces.app.messages import sam_found, weights_banner
-from graft_vqa.interfaces.app.session import EngineFactory, EnginePool, UISettings, default_engine_factory, delete_session
+from graft_vqa.interfaces.app.session import (EngineFactory, EnginePool, SessionState, UISettings,
+                                              default_engine_factory, delete_session)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,10 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
         return state, preview, info, history, box
 
     def on_ask(question: str, state: Any, history: Any) -> tuple[Any, ...]:
-        return handle_ask(question, state, history, options.workdir_root)
+        # one question at a time (a second one would race the first for the chat): Ask waits for the answer
+        busy = isinstance(state, SessionState) and state.answering
+        history, box, pending, state = handle_ask(question, state, history, options.workdir_root)
+        return history, box, pending, state, gr.update() if busy else gr.update(interactive=not pending)
 
     def on_answer(pending: str, state: Any, history: Any, *values: Any,
                   progress: Any = gr.Progress()) -> tuple[Any, ...]:
@@ -95,7 +99,10 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
         except (TypeError, ValueError) as exc:
             log.info("bad settings: %s", exc)
             settings = options.settings
-        return handle_answer(pending, state, history, settings, pool, progress, options.workdir_root)
+        if not pending:  # nothing was asked (an empty box, or a question while another was answered)
+            return history, gr.update(), state, gr.update()
+        return (*handle_answer(pending, state, history, settings, pool, progress, options.workdir_root),
+                gr.update(interactive=True))
 
     with gr.Blocks(title=options.title) as app:
         state = gr.State(None, time_to_live=options.session_ttl_s, delete_callback=delete_session)
@@ -123,9 +130,9 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
         upload.clear(on_upload, [upload, state, chat], [state, preview, info, chat, upload])
         # the question shows at once; then one progress bar, over the chat, through the real steps
         for trigger in (ask.click, question.submit):
-            trigger(on_ask, [question, state, chat], [chat, question, pending, state], show_progress="hidden",
+            trigger(on_ask, [question, state, chat], [chat, question, pending, state, ask], show_progress="hidden",
                     queue=False).then(
-                on_answer, [pending, state, chat, *settings], [chat, geojson, state], show_progress="full",
+                on_answer, [pending, state, chat, *settings], [chat, geojson, state, ask], show_progress="full",
                 show_progress_on=[chat])
     app.queue(default_concurrency_limit=4)
     return app

@@ -5,6 +5,7 @@ import argparse
 import logging
 from typing import Sequence
 
+from graft_vqa.interfaces.advice import install_cli_logging
 from graft_vqa.interfaces.app.session import UISettings
 from graft_vqa.interfaces.options import add_engine_options, engine_config
 
@@ -30,9 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from graft_vqa.interfaces.app.session import default_engine_factory
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = engine_config(args)
+    # the server's log is read by whoever started it from the command line: flags, not Python names
+    install_cli_logging(config, level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = UISettings(planner=args.planner, base_url=args.base_url or "", model=args.model or "",
                           api_key=args.api_key, threshold=config.find.threshold,
                           refine=config.find.refine, gsd_m=config.gsd_m)

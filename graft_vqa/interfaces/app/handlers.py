@@ -118,8 +118,11 @@ def handle_ask(question: str, state: SessionState | None, history: list[dict[str
     state = state if isinstance(state, SessionState) else SessionState.create(workdir_root)
     history = list(history or [])
     question = (question or "").strip()
+    if state.answering:  # one question at a time: this one stays in the box
+        return history, question, "", state
     if question:
         history.append({"role": "user", "content": question})
+        state.answering = True
     return history, "", question, state
 
 
@@ -132,7 +135,14 @@ def handle_answer(question: str, state: SessionState | None, history: list[dict[
     Returns the chat, the latest GeoJSON file (or ``None``) and the state.
     """
     state = state if isinstance(state, SessionState) else SessionState.create(workdir_root)
-    history = list(history or [])
+    try:
+        return _answer(question, state, list(history or []), settings, pool, progress)
+    finally:
+        state.answering = False
+
+
+def _answer(question: str, state: SessionState, history: list[dict[str, Any]], settings: UISettings,
+            pool: EnginePool, progress: Progress) -> tuple[list[dict[str, Any]], str | None, SessionState]:
     question = (question or "").strip()
     if not question:
         return history, None, state

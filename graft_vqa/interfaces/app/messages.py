@@ -113,8 +113,8 @@ def answer_failure_message(answer: Answer, config: EngineConfig | None = None,
     """A markdown chat message for an :class:`Answer` whose program could not be planned or run."""
     title, advice = _STATUS_ADVICE.get(answer.status, _STATUS_ADVICE["error"])
     detail = hide_paths(for_app((answer.error or answer.status).strip(), config), names)
-    if AreaUnavailableError.__name__ in (answer.error or ""):
-        advice = _GSD_ADVICE  # a PNG or JPEG asked for an area: the GSD field, not "rephrase"
+    if AreaUnavailableError.__name__ in (answer.error or ""):  # a PNG or JPEG asked for an area
+        title, advice = "Areas in m² need the image's scale", _GSD_ADVICE  # the GSD field, not "rephrase"
     if answer.status == "not_understood":
         return f"**{title}.** " + detail.replace("\n", "\n\n")
     return f"**{title}** ({answer.status}). {detail}\n\n**What to do:** {advice}"

@@ -89,6 +89,7 @@ class SessionState:
     rgb: np.ndarray | None = None  # the tile's RGB view, drawn under the detections
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="graft_vqa_ui_")))
     questions: int = 0  # questions asked so far (numbers the output files)
+    answering: bool = False  # a question is being answered: another one waits in the box until it is done
 
     @classmethod
     def create(cls, root: str | Path | None = None) -> "SessionState":

@@ -40,7 +40,8 @@ def answer_in_steps(engine: Any, tile_path: str, question: str, progress: Progre
     is asked in one step.
     """
     start = time.perf_counter()
-    if not all(hasattr(engine, name) for name in ("plan", "image_patch", "scorer", "planner")):
+    # looked up on the class: reading engine.scorer would load the models outside of their step
+    if not all(hasattr(type(engine), name) for name in ("plan", "image_patch", "scorer", "planner")):
         progress((0, 1), desc="Answering", unit="steps")
         return engine.ask(_load_tile(tile_path), question)
     steps = steps_for(engine)
