@@ -25,11 +25,11 @@ from graft_vqa.core.lru import LRU
 from graft_vqa.perception.protocols import Refiner, Scorer
 from graft_vqa.planner.program import Planner, Program
 from graft_vqa.planner.queries import program_queries
-from graft_vqa.scene.plan import Progress
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only (the modules load torch)
     from graft_vqa.image_patch import ImagePatch
     from graft_vqa.sandbox import Execution
+    from graft_vqa.scene.plan import Progress  # graft_vqa.scene loads torch: a rejection must not wait for it
 
 log = logging.getLogger(__name__)
 

@@ -57,21 +57,32 @@ def answer_in_steps(engine: Any, tile_path: str, question: str, progress: Progre
     def tile() -> None:
         state["root"] = root = engine.image_patch(_load_tile(tile_path))
         encode = getattr(engine.scorer, "patch_grid", None)  # GRAFT's feature grid, cached per tile
-        if callable(encode):
+        scene_pixels = getattr(getattr(engine, "config", None), "scene_pixels", float("inf"))
+        if callable(encode) and root.tile.height * root.tile.width <= scene_pixels:  # scenes: window by window
             encode(root.tile)
 
+    def scene_progress(done: int, total: int, what: str) -> None:  # the engine's windows, inside the step
+        progress((done, total), desc=f"{LABELS[state['step']]}: {what}", unit="windows")
+
     actions = {PLAN: plan, MODELS: models, TILE: tile}
-    for number, step in enumerate(steps):
-        progress((number, len(steps)), desc=LABELS[step], unit="steps")
-        if step == RUN:
-            break
-        t0 = time.perf_counter()
-        try:
-            actions[step]()
-        except PlannerError:
-            break  # the engine's answer says why (a rejected question loads nothing)
-        timings[step] = time.perf_counter() - t0
-    answer = engine.ask(state["root"].tile if "root" in state else tile_path, question)
+    previous = getattr(engine, "progress", None)
+    engine.progress = scene_progress
+    try:
+        for number, step in enumerate(steps):
+            state["step"] = step
+            progress((number, len(steps)), desc=LABELS[step], unit="steps")
+            if step == RUN:
+                break
+            t0 = time.perf_counter()
+            try:
+                actions[step]()
+            except PlannerError:
+                break  # the engine's answer says why (a rejected question loads nothing)
+            timings[step] = time.perf_counter() - t0
+        state["step"] = RUN
+        answer = engine.ask(state["root"].tile if "root" in state else tile_path, question)
+    finally:
+        engine.progress = previous
     timings[RUN] = answer.timings.get(RUN, 0.0)
     timings["total_s"] = time.perf_counter() - start
     return answer.model_copy(update={"timings": timings})
