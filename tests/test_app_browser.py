@@ -101,6 +101,7 @@ def test_bad_upload_is_a_chat_error_then_a_valid_question_works(app_url, browser
     ui.upload(page, bad)
     chat = ui.wait_for_text(page, "Could not load not_a_tile.tif")
     assert "What to do" in chat and "GeoTIFF" in chat
+    assert "/gradio/" not in chat and os.environ["GRADIO_TEMP_DIR"] not in chat  # the name, not the server's path
     ui.ask(page, COUNT_Q)  # no tile yet: told to upload one, the server keeps serving
     ui.wait_for_text(page, "Upload a tile first")
     ui.upload(page, shared_data / "tiles" / RMNP)

@@ -20,7 +20,8 @@ from graft_vqa.config import UNTRAINED_SEED, EngineConfig
 from graft_vqa.engine import Engine
 from graft_vqa.interfaces.advice import for_cli
 from graft_vqa.interfaces.app.handlers import handle_question, handle_upload
-from graft_vqa.interfaces.app.messages import error_message, sam_found, weights_banner
+from graft_vqa.interfaces.app.banner import sam_found, weights_banner
+from graft_vqa.interfaces.app.messages import error_message
 from graft_vqa.interfaces.app.session import EnginePool, UISettings
 from graft_vqa.interfaces.cli.main import main as cli_main
 from graft_vqa.interfaces.evaluation.run import main as eval_main
@@ -235,3 +236,15 @@ def test_eval_help_is_graft_vqa_eval(capsys):
     with pytest.raises(SystemExit):
         cli_main(["eval", "--help"])
     assert capsys.readouterr().out.startswith("usage: graft-vqa eval")
+
+
+def test_the_readme_agrees_with_the_code():
+    from graft_vqa.interfaces.evaluation.run import build_parser as eval_parser
+
+    readme = (REPO / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("graft-vqa eval"))
+    assert "--out DIR" in line and "[--out" not in line  # shown as required, as the parser says
+    assert next(a for a in eval_parser()._actions if "--out" in a.option_strings).required
+    assert "Engine(config=graft_vqa.EngineConfig(" in readme
+    assert f"`graft_vqa.config.UNTRAINED_SEED` ({UNTRAINED_SEED})" in readme  # the documented seed
+    assert "graft-vqa weights list" in readme and "How much of the picture is forest?" in readme

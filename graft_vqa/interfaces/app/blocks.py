@@ -11,7 +11,7 @@ from typing import Any
 
 from graft_vqa.config import EngineConfig
 from graft_vqa.interfaces.app.handlers import handle_answer, handle_ask, handle_upload
-from graft_vqa.interfaces.app.messages import sam_found, weights_banner
+from graft_vqa.interfaces.app.banner import sam_found, weights_banner
 from graft_vqa.interfaces.app.session import (EngineFactory, EnginePool, SessionState, UISettings,
                                               default_engine_factory, delete_session)
 
