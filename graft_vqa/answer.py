@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 AnswerKind = Literal["bool", "count", "area_m2", "percent", "text"]
 # every warning of a model built with random weights says this (graft_vqa.models), so an answer knows
-UNTRAINED_MARK = "random weights are used"
+UNTRAINED_MARK = "random weights"
 RASTER_CRS = "raster"  # crs= value of to_geojson/to_file: keep the raster's own CRS
 WGS84 = "EPSG:4326"  # RFC 7946 coordinates: longitude, latitude on WGS84
 PIXEL_NOTE = "pixel coordinates (column, row from the top-left corner): the image has no georeferencing"

@@ -17,7 +17,7 @@ from graft_vqa.core.errors import WeightsNotFoundError
 log = logging.getLogger(__name__)
 
 CLIP_WEIGHTS = "clip-vitb16"  # the weights entry (and text model name) of GRAFT's text tower
-UNTRAINED_WARNING = ("{what} weights were not found and " + UNTRAINED_MARK + " (allow_untrained, seed "
+UNTRAINED_WARNING = ("{what} weights were not found and " + UNTRAINED_MARK + " are used (allow_untrained, seed "
                      + str(UNTRAINED_SEED) + "): answers are NOT meaningful. {hint}")
 
 

@@ -129,6 +129,7 @@ def test_one_sam_warning_per_run(shared_data, caplog):
     said = [r for r in caplog.records if "SAM" in r.getMessage()]
     assert len(said) == 1 and "allow_untrained" not in said[0].getMessage()
     assert all(sum("SAM" in w for w in a.warnings) == 1 for a in answers)  # each answer still says it
+    assert not any(a.untrained for a in answers)  # a missing SAM is no reason to call answers untrained
 
 
 def test_cli_advice_uses_flags_and_never_repeats_a_flag_already_passed(tmp_path, shared_data):
