@@ -113,7 +113,9 @@ class PatchContext:
 
     def union_area(self, instances: list[Instance]) -> float:
         """Ground area covered by ``instances`` (overlaps once, AOI-clipped): each group of instances
-        whose boxes overlap is drawn on its own box, at full resolution unless that grid is huge."""
+        whose boxes overlap is drawn on its own box, at full resolution unless that grid is huge.
+        Without a scale it raises AreaUnavailableError whether or not anything was found."""
+        self.tile.pixel_area_map()  # raises AreaUnavailableError with advice when areas are unknown
         total = 0.0
         for group in _overlap_groups(instances):
             box = group[0].box

@@ -34,6 +34,9 @@ def test_without_any_scale():
         big.area_m2
     with pytest.raises(AreaUnavailableError, match="gsd_m"):
         big.distance_m(small)
+    for name in ("house", "lake"):  # found or not: without a scale, areas say what to pass
+        with pytest.raises(AreaUnavailableError):
+            root.coverage_m2(name)
     assert big.size == "medium" and small.size == "small"
     assert big.is_next_to(small)  # 1 pixel apart, default 2 pixels
     feature = big.to_geojson()
