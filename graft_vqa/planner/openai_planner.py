@@ -57,6 +57,7 @@ class OpenAIPlanner:
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.temperature, self.max_tokens = temperature, max_tokens
         self._sleep = sleep
+        self.requests = 0  # chat requests sent so far (HTTP retries included), for benchmarks
         self.api_spec = api_spec if api_spec is not None else prompts.api_spec_text()
         self.planner_id = f"openai:{self.model}"
         spec_hash = hashlib.sha256(self.api_spec.encode("utf-8")).hexdigest()[:8]
@@ -95,6 +96,7 @@ class OpenAIPlanner:
     def _complete(self, messages: list[dict[str, str]]) -> tuple[str, int]:
         """Send the chat request with bounded retries; return (reply text, tries used)."""
         for attempt in range(self.max_retries + 1):
+            self.requests += 1
             try:
                 response = self._client.chat.completions.create(
                     model=self.model, messages=messages,  # type: ignore[arg-type]
