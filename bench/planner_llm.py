@@ -20,6 +20,7 @@ import ast
 import json
 import logging
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -51,6 +52,8 @@ class Record:
     error: str | None = None
     program: str = ""
     requests: int = 0  # LLM chat requests spent on this question
+    prompt_tokens: int = 0  # prompt tokens the server reported (llama.cpp reuses a cached prefix)
+    completion_tokens: int = 0  # generated tokens
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -90,10 +93,14 @@ def ask_one(planner: Any, question: str, seed: int, config: EngineConfig) -> Rec
     record = Record(question, parsed.type, parsed.plain, truth(parsed, scene))
     engine = Engine(scorer=SceneScorer(scene), planner=planner, config=config)
     before = getattr(planner, "requests", 0)
+    tokens = dict(getattr(planner, "tokens", {}))
     started = time.perf_counter()
     answer = engine.ask(scene.image(), question)
     record.seconds = time.perf_counter() - started
     record.requests = getattr(planner, "requests", 0) - before
+    after = getattr(planner, "tokens", {})
+    record.prompt_tokens = after.get("prompt", 0) - tokens.get("prompt", 0)
+    record.completion_tokens = after.get("completion", 0) - tokens.get("completion", 0)
     record.value, record.kind, record.error = answer.value, answer.kind, answer.error
     record.program, record.warnings = answer.program, list(answer.warnings)
     return record
@@ -123,17 +130,19 @@ def summary(records: list[Record]) -> dict[str, float]:
             "right_kind_%": rate(records, "right_kind"), "exact_plain_%": rate(plain, "exact"),
             "exact_all_%": rate(records, "exact"),
             "requests_per_q": sum(r.requests for r in records) / max(1, len(records)),
+            "completion_tokens_per_q": sum(r.completion_tokens for r in records) / max(1, len(records)),
             "s_per_q": sum(r.seconds for r in records) / max(1, len(records))}
 
 
 def print_table(results: dict[str, dict[str, float]]) -> None:
     header = ["planner", "questions", "valid %", "right kind %", "exact plain %", "exact all %",
-              "LLM requests/q", "s/q"]
+              "LLM requests/q", "generated tokens/q", "s/q"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, s in results.items():
         print(f"| {name} | {s['questions']} ({s['plain']} plain) | {s['valid_%']:.1f} | {s['right_kind_%']:.1f} | "
-              f"{s['exact_plain_%']:.1f} | {s['exact_all_%']:.1f} | {s['requests_per_q']:.2f} | {s['s_per_q']:.2f} |")
+              f"{s['exact_plain_%']:.1f} | {s['exact_all_%']:.1f} | {s['requests_per_q']:.2f} | "
+              f"{s['completion_tokens_per_q']:.0f} | {s['s_per_q']:.2f} |")
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -161,6 +170,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="llama_cpp.server threads")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every question")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `kill` still stops the server we started
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("graft_vqa").setLevel(logging.ERROR)
 

@@ -58,6 +58,7 @@ class OpenAIPlanner:
         self.temperature, self.max_tokens = temperature, max_tokens
         self._sleep = sleep
         self.requests = 0  # chat requests sent so far (HTTP retries included), for benchmarks
+        self.tokens = {"prompt": 0, "completion": 0}  # tokens the server reported so far
         self.api_spec = api_spec if api_spec is not None else prompts.api_spec_text()
         self.planner_id = f"openai:{self.model}"
         spec_hash = hashlib.sha256(self.api_spec.encode("utf-8")).hexdigest()[:8]
@@ -111,6 +112,10 @@ class OpenAIPlanner:
                 continue
             except openai.APIStatusError as exc:
                 raise self._status_error(exc) from None
+            usage = getattr(response, "usage", None)
+            if usage is not None:
+                self.tokens["prompt"] += usage.prompt_tokens or 0
+                self.tokens["completion"] += usage.completion_tokens or 0
             if not response.choices:
                 return "", attempt + 1
             return response.choices[0].message.content or "", attempt + 1
