@@ -66,5 +66,6 @@ bench-llm: $(STAMP) llm-setup
 test-llm: $(STAMP) llm-setup
 	$(BIN)/python -m pytest -m llm
 
+# clean keeps .venv-llm (an 11-minute build) and the cached model
 clean:
-	rm -rf $(VENV) test-artifacts .pytest_cache  # keeps .venv-llm (an 11-minute build)
+	rm -rf $(VENV) test-artifacts .pytest_cache
