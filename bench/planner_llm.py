@@ -200,7 +200,7 @@ def main() -> None:
 def run_llm(args: argparse.Namespace, questions: list[str], config: EngineConfig, records_out: Any) -> list[Record]:
     from graft_vqa.planner import OpenAIPlanner
 
-    options = dict(args.planner_option)
+    options = {"timeout": 600.0, **dict(args.planner_option)}  # a loaded CPU can take minutes for a first prompt
 
     def go(base_url: str) -> list[Record]:
         planner = OpenAIPlanner(base_url=base_url, model=args.model, api_key="not-needed", **options)
