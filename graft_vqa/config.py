@@ -85,6 +85,10 @@ class EngineConfig:
     sandbox_timeout_s: float = setting(30.0, "wall-clock limit per program, in seconds")
     sandbox_call_budget: int = setting(200, "ImagePatch calls per program")
     planner_attempts: int = setting(3, "LLM planner: attempts with the error fed back")
+    planner_samples: int = setting(1, "LLM planner: programs sampled and run per question; the majority answer "
+                                      "wins (self-consistency; 3 helps small local models, 1 for hosted ones)")
+    planner_fallback: bool = setting(False, "LLM planner: when every attempt fails and the rule planner "
+                                            "understands the question, answer with its program (with a warning)")
     cache_dir: str | None = setting(None, "program cache folder (default $GRAFT_VQA_HOME/programs)", cli=False)
 
     def resolved_text_model(self) -> str:

@@ -146,23 +146,34 @@ class Engine:
         """The program for ``question``: from this engine's memory, then the on-disk cache, then the
         planner. A non-deterministic planner (an LLM) has each candidate run on ``root`` (when given)
         and gets syntax and runtime errors fed back, bounded by ``config.planner_attempts``."""
-        from graft_vqa.planner import ProgramCache, normalise_question, plan_cached
+        from graft_vqa.planner import ProgramCache, RulePlanner, normalise_question, plan_cached
+        from graft_vqa.planner.feedback import RunResult
 
         key = normalise_question(question)
         program = self._programs.get(key)
         if program is not None:
             return program
 
-        def check(source: str) -> tuple[bool, str | None]:
+        def check(source: str) -> RunResult:
             root.context.prefetch(program_queries(source))
             execution = self._execute(source, root)
-            return execution.ok, execution.error
+            if not execution.ok:
+                return RunResult(False, execution.error)
+            try:
+                coerced = coerce(execution.value, program=source)
+            except Exception as exc:  # noqa: BLE001 - any unusable return value is the program's error
+                return RunResult(False, str(exc) if isinstance(exc, ProgramError) else
+                                 f"could not read the program's return value ({type(exc).__name__}: {exc})")
+            return RunResult(True, None, coerced.kind, coerced.answer)
 
-        run = None if root is None or getattr(self.planner, "deterministic", False) else check
+        deterministic = getattr(self.planner, "deterministic", False)
+        run = None if root is None or deterministic else check
+        fallback = RulePlanner() if self.config.planner_fallback and not deterministic else None
         if self._disk_cache is None:
             self._disk_cache = ProgramCache(self.config.cache_dir or weights.home() / "programs")
         program = plan_cached(self.planner, question, self._disk_cache, run=run,
-                              max_attempts=self.config.planner_attempts)
+                              max_attempts=self.config.planner_attempts, samples=self.config.planner_samples,
+                              fallback=fallback)
         self._programs[key] = program
         return program
 
@@ -221,9 +232,10 @@ class Engine:
                                 f"could not read the program's return value ({type(exc).__name__}: {exc})",
                                 timings, root)
         timings["total_s"] = time.perf_counter() - start
+        warnings = self._answer_warnings(root) + list(program.meta.get("warnings", []))
         return Answer(question=question, answer=coerced.answer, value=coerced.value, kind=coerced.kind,
                       program=program.source, detections=root.context.question_detections(),
-                      timings=timings, warnings=self._answer_warnings(root), crs=_crs_string(root.tile))
+                      timings=timings, warnings=warnings, crs=_crs_string(root.tile))
 
     def _reject_early(self, question: str, timings: dict[str, float]) -> Answer | None:
         """A deterministic planner (the rules) plans before any model or tile loads, so a question it

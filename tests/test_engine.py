@@ -91,8 +91,9 @@ class ScriptedPlanner:
 @pytest.mark.parametrize("source, status", [
     ("def execute_command(image_patch):\n    return 1 / 0\n", "planner_error"),
     ("def execute_command(image_patch):\n    import os\n    return True\n", "planner_error"),
-    ("def execute_command(image_patch):\n    return None\n", "error"),
-    ("def execute_command(image_patch):\n    return [1, 2]\n", "error"),
+    # an unusable return value is fed back to an LLM planner like any error, so planning fails
+    ("def execute_command(image_patch):\n    return None\n", "planner_error"),
+    ("def execute_command(image_patch):\n    return [1, 2]\n", "planner_error"),
 ])
 def test_failed_programs_are_failures_never_no(source, status, shared_data):
     engine = Engine(scorer=RectScorer({}), planner=ScriptedPlanner(source),
@@ -173,8 +174,8 @@ def test_unexpected_coercion_errors_fail_the_answer_not_the_caller(shared_data, 
     source = "def execute_command(image_patch):\n    return '5'\n"
     engine = Engine(scorer=RectScorer({}), planner=ScriptedPlanner(source),
                     config=EngineConfig(find=FindConfig(refine="none")))
-    answer = engine.ask(shared_data / UTM_5M, "How many squares?")
-    assert answer.status == "error" and answer.value is None
+    answer = engine.ask(shared_data / UTM_5M, "What does the sign say?")  # names no object to search for
+    assert answer.status == "planner_error" and answer.value is None  # fed back while planning, then given up
     assert "ValueError" in answer.error and answer.answer not in {"no", "yes", "5"}
 
 

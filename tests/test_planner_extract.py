@@ -97,8 +97,8 @@ def test_templates_are_strict_and_the_question_lands_in_the_prompt():
         prompts.render("user", question=question)
     with pytest.raises(PlannerError, match="unknown"):
         prompts.render("user", question=question, feedback="", extra="x")
-    system = prompts.render("system", api_spec="SPEC-MARKER", examples="EXAMPLES-MARKER")
-    assert "SPEC-MARKER" in system and "EXAMPLES-MARKER" in system and "$" not in system
+    system = prompts.render("system", api_spec="SPEC-MARKER", examples="EXAMPLES-MARKER", reply_format="REPLY")
+    assert "SPEC-MARKER" in system and "EXAMPLES-MARKER" in system and "REPLY" in system and "$" not in system
 
 
 def test_fewshot_programs_validate_and_carry_their_question():

@@ -8,6 +8,7 @@ capped); everything else becomes a :class:`PlannerError` that says what to do.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -19,6 +20,7 @@ from graft_vqa.planner import prompts
 from graft_vqa.core.errors import PlannerError
 from graft_vqa.planner.extract import extract_program
 from graft_vqa.planner.program import Program
+from graft_vqa.planner.structured import AUTO_ORDER, MODES, program_text, response_format
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +44,15 @@ class OpenAIPlanner:
         max_retries: int = 4,  # retries after a 429, timeout, connection error or 5xx
         backoff_s: float = 1.0,  # first retry delay; doubles each retry
         max_backoff_s: float = 30.0,  # cap on any one delay, Retry-After included
-        temperature: float = 0.0,  # sampling temperature sent to the model
+        temperature: float = 0.0,  # sampling temperature of the first program (0: greedy)
+        sample_temperature: float = 0.7,  # temperature of further samples (self-consistency)
         max_tokens: int = 1024,  # cap on the reply length
         api_spec: str | None = None,  # ImagePatch API text; None reads api_spec/image_patch_api.md
+        spec: str = "auto",  # API shown: "full", "core" (what RSVQA-style questions use), "auto" (core unless
+        # the question talks about pixels, halves, distances or colours)
+        fewshots: int | None = None,  # examples shown, chosen by similarity to the question; None: all of them
+        context_tokens: int | None = None,  # the model's context: fewer examples when the prompt would not fit
+        structured: str = "off",  # structured output: "off", "auto", "json_schema", "json_object"
         sleep: Callable[[float], None] = time.sleep,  # injectable for tests
     ) -> None:
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -53,18 +61,23 @@ class OpenAIPlanner:
         if not key and self.base_url is None:
             raise PlannerError("No OpenAI API key: set OPENAI_API_KEY, or point OPENAI_BASE_URL at a "
                                "local OpenAI-compatible server (vLLM, Ollama, llama_cpp.server).")
+        if structured not in MODES:
+            raise PlannerError(f"structured={structured!r}: use one of {', '.join(MODES)}.")
+        if spec not in ("auto", "core", "full"):
+            raise PlannerError(f"spec={spec!r}: use auto, core or full.")
         self.timeout, self.max_retries = timeout, max_retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
-        self.temperature, self.max_tokens = temperature, max_tokens
+        self.temperature, self.sample_temperature, self.max_tokens = temperature, sample_temperature, max_tokens
+        self.spec_mode, self.fewshots, self.context_tokens = spec, fewshots, context_tokens
+        self.structured = structured  # "auto" settles on a concrete mode at the first request
         self._sleep = sleep
         self.requests = 0  # chat requests sent so far (HTTP retries included), for benchmarks
         self.tokens = {"prompt": 0, "completion": 0}  # tokens the server reported so far
         self.api_spec = api_spec if api_spec is not None else prompts.api_spec_text()
+        self._examples = prompts.fewshot_examples()
         self.planner_id = f"openai:{self.model}"
-        spec_hash = hashlib.sha256(self.api_spec.encode("utf-8")).hexdigest()[:8]
-        self.prompt_version = f"{prompts.prompt_version()}-{spec_hash}"
-        self._system = prompts.render("system", api_spec=self.api_spec.strip(),
-                                      examples=prompts.format_examples(prompts.fewshot_examples()))
+        settings = json.dumps([self.api_spec, temperature, sample_temperature, spec, fewshots, structured])
+        self.prompt_version = f"{prompts.prompt_version()}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
         # local servers ignore the key, but the client insists on one
         self._client = openai.OpenAI(base_url=self.base_url, api_key=key or "not-needed",
                                      timeout=timeout, max_retries=0)
@@ -74,34 +87,73 @@ class OpenAIPlanner:
         """The endpoint, for messages."""
         return self.base_url or "https://api.openai.com/v1"
 
+    def system_prompt(self, question: str) -> str:
+        """The system message for ``question``: rules, the API it needs, the examples that fit."""
+        spec = prompts.trim_api_spec(self.api_spec, question, self.spec_mode)
+        reply = prompts.render("reply_json" if self.structured != "off" else "reply_code")
+        examples = prompts.select_examples(question, self._examples, self.fewshots)
+        while True:
+            text = prompts.render("system", api_spec=spec, examples=prompts.format_examples(examples),
+                                  reply_format=reply.strip())
+            if (self.context_tokens is None or not examples
+                    or _estimate_tokens(text) + self.max_tokens <= self.context_tokens):
+                return text
+            examples = prompts.select_examples(question, examples, len(examples) - 1)  # drop the least similar
+
     def messages(self, question: str, feedback: str | None = None) -> list[dict[str, str]]:
         """The chat messages sent for ``question`` (with a feedback paragraph when re-asking)."""
         user = prompts.render("user", question=question.strip(), feedback=feedback or "")
-        return [{"role": "system", "content": self._system}, {"role": "user", "content": user.strip()}]
+        return [{"role": "system", "content": self.system_prompt(question)},
+                {"role": "user", "content": user.strip()}]
 
-    def plan(self, question: str, feedback: str | None = None) -> Program:
-        """Ask the model for a program; ``feedback`` is the rendered error of a previous attempt.
+    def plan(self, question: str, feedback: str | None = None, sample: int = 0) -> Program:
+        """Ask the model for a program; ``feedback`` is the rendered error of a previous attempt;
+        ``sample`` > 0 asks for another sampled program (``sample_temperature``, seed ``sample``).
 
         Raises :class:`PlannerError` when the server cannot be used and
         :class:`~graft_vqa.planner.extract.UnusableReplyError` when the reply holds no program.
         Validation is the caller's job (see :func:`plan_with_feedback`).
         """
         started = time.perf_counter()
-        reply, tries = self._complete(self.messages(question, feedback))
-        source = extract_program(reply)
+        reply, tries = self._complete(self.messages(question, feedback), sample)
+        source = extract_program(program_text(reply))
         meta: dict[str, Any] = {"model": self.model, "base_url": self.where, "http_tries": tries,
-                                "prompt_version": self.prompt_version, "reply": reply,
-                                "seconds": round(time.perf_counter() - started, 3)}
+                                "prompt_version": self.prompt_version, "reply": reply, "sample": sample,
+                                "structured": self.structured, "seconds": round(time.perf_counter() - started, 3)}
         return Program(source=source, planner=self.planner_id, question=question, meta=meta)
 
-    def _complete(self, messages: list[dict[str, str]]) -> tuple[str, int]:
+    def _request(self, messages: list[dict[str, str]], sample: int) -> Any:
+        """One chat request; in structured "auto" mode, settles on the first format the server takes."""
+        options: dict[str, Any] = {"temperature": self.sample_temperature if sample else self.temperature}
+        if sample:
+            options["seed"] = sample
+        modes = AUTO_ORDER if self.structured == "auto" else (self.structured,)
+        for mode in modes:
+            format_ = response_format(mode)
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.model, messages=messages, max_tokens=self.max_tokens,  # type: ignore[arg-type]
+                    **({"response_format": format_} if format_ else {}), **options)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if self.structured != "auto":
+                    raise
+                log.info("the server does not take response_format %s (%s)", mode, exc)
+                continue
+            if self.structured == "auto":
+                log.info("structured output: using response_format %s", mode)
+                self.structured = mode
+            return response
+        log.info("structured output: the server takes no response_format; plain text replies")
+        self.structured = "off"
+        return self._client.chat.completions.create(model=self.model, messages=messages,  # type: ignore[arg-type]
+                                                    max_tokens=self.max_tokens, **options)
+
+    def _complete(self, messages: list[dict[str, str]], sample: int = 0) -> tuple[str, int]:
         """Send the chat request with bounded retries; return (reply text, tries used)."""
         for attempt in range(self.max_retries + 1):
             self.requests += 1
             try:
-                response = self._client.chat.completions.create(
-                    model=self.model, messages=messages,  # type: ignore[arg-type]
-                    temperature=self.temperature, max_tokens=self.max_tokens)
+                response = self._request(messages, sample)
             except _RETRYABLE as exc:
                 if attempt == self.max_retries:
                     raise self._give_up(exc, attempt + 1) from None
@@ -155,3 +207,8 @@ class OpenAIPlanner:
         else:
             hint = f"the server at {self.where} rejected the request: {exc}"
         return PlannerError(f"LLM planner failed (HTTP {exc.status_code}): {hint}.")
+
+
+def _estimate_tokens(text: str) -> int:
+    """A cautious token estimate for English and code (about 3.5 characters a token)."""
+    return int(len(text) / 3.5) + 1
