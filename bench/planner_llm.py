@@ -129,19 +129,20 @@ def summary(records: list[Record]) -> dict[str, float]:
     return {"questions": len(records), "plain": len(plain), "valid_%": rate(records, "valid"),
             "right_kind_%": rate(records, "right_kind"), "exact_plain_%": rate(plain, "exact"),
             "exact_all_%": rate(records, "exact"),
+            "fallbacks": sum(any("planner's program instead" in w for w in r.warnings) for r in records),
             "requests_per_q": sum(r.requests for r in records) / max(1, len(records)),
             "completion_tokens_per_q": sum(r.completion_tokens for r in records) / max(1, len(records)),
             "s_per_q": sum(r.seconds for r in records) / max(1, len(records))}
 
 
 def print_table(results: dict[str, dict[str, float]]) -> None:
-    header = ["planner", "questions", "valid %", "right kind %", "exact plain %", "exact all %",
+    header = ["planner", "questions", "valid %", "right kind %", "exact plain %", "exact all %", "rule fallbacks",
               "LLM requests/q", "generated tokens/q", "s/q"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, s in results.items():
         print(f"| {name} | {s['questions']} ({s['plain']} plain) | {s['valid_%']:.1f} | {s['right_kind_%']:.1f} | "
-              f"{s['exact_plain_%']:.1f} | {s['exact_all_%']:.1f} | {s['requests_per_q']:.2f} | "
+              f"{s['exact_plain_%']:.1f} | {s['exact_all_%']:.1f} | {s['fallbacks']} | {s['requests_per_q']:.2f} | "
               f"{s['completion_tokens_per_q']:.0f} | {s['s_per_q']:.2f} |")
 
 
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=3, help="EngineConfig.planner_attempts")
     parser.add_argument("--planner-option", action="append", default=[], type=_option, metavar="KEY=VALUE",
                         help="extra OpenAIPlanner argument (repeatable), e.g. samples=3")
+    parser.add_argument("--engine-option", action="append", default=[], type=_option, metavar="KEY=VALUE",
+                        help="extra EngineConfig field (repeatable), e.g. planner_samples=3, planner_fallback=True")
     parser.add_argument("--cache-dir", help="program cache (default: a fresh temporary folder, so nothing is reused)")
     parser.add_argument("--records", help="write one JSON line per question here")
     parser.add_argument("--n-ctx", type=int, default=4096, help="llama_cpp.server context size")
@@ -178,7 +181,7 @@ def main() -> None:
     names = [n.strip() for n in args.planners.split(",") if n.strip()]
     with tempfile.TemporaryDirectory(prefix="bench-llm-programs-") as tmp:
         config = EngineConfig(gsd_m=GSD_M, find=FindConfig(refine="none"), planner_attempts=args.attempts,
-                              cache_dir=args.cache_dir or tmp)
+                              cache_dir=args.cache_dir or tmp, **dict(args.engine_option))
         records_out = open(args.records, "w", encoding="utf-8") if args.records else None
         results: dict[str, dict[str, float]] = {}
         try:
@@ -193,7 +196,8 @@ def main() -> None:
             if records_out is not None:
                 records_out.close()
     print(f"RSVQA-LR sample, {len(questions)} distinct questions, synthetic scenes (seed {args.seed}), "
-          f"planner_attempts={args.attempts}, options={dict(args.planner_option)}")
+          f"planner_attempts={args.attempts}, planner options={dict(args.planner_option)}, "
+          f"engine options={dict(args.engine_option)}")
     print_table(results)
 
 

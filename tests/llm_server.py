@@ -86,7 +86,7 @@ class LlamaServer:
             return
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=5)  # uvicorn waits for a request in flight: do not wait for a slow one
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -190,3 +190,19 @@ def test_settings_that_change_the_prompt_change_the_cache_key():
         versions = {planner_for(server, **o).prompt_version for o in
                     ({}, {"fewshots": 3}, {"structured": "auto"}, {"temperature": 0.2}, {"spec": "full"})}
     assert len(versions) == 5
+
+
+def test_the_command_line_sets_the_small_model_options():
+    import argparse
+
+    from graft_vqa.interfaces.options import add_engine_options, engine_config, make_planner
+
+    parser = argparse.ArgumentParser()
+    add_engine_options(parser)
+    args = parser.parse_args(["--planner", "openai", "--base-url", "http://127.0.0.1:9/v1", "--structured", "auto",
+                              "--fewshots", "4", "--llm-timeout", "300", "--planner-samples", "3",
+                              "--planner-fallback"])
+    planner = make_planner(args)
+    assert (planner.structured, planner.fewshots, planner.timeout) == ("auto", 4, 300.0)
+    config = engine_config(args)
+    assert (config.planner_samples, config.planner_fallback) == (3, True)

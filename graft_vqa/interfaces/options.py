@@ -89,6 +89,14 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                       help="offline rule planner or an OpenAI-compatible LLM (default: %(default)s)")
     plan.add_argument("--base-url", help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL)")
     plan.add_argument("--model", help="LLM name (else $GRAFT_VQA_MODEL)")
+    plan.add_argument("--structured", default="off", choices=["off", "auto", "json_schema", "json_object"],
+                      help="LLM structured output: ask for {\"program\": ...} under a JSON schema; auto uses the "
+                           "first form the server takes (default: %(default)s)")
+    plan.add_argument("--fewshots", type=int, metavar="N",
+                      help="LLM prompt: the N examples most similar to the question (default: all)")
+    plan.add_argument("--llm-timeout", type=float, default=60.0, metavar="S",
+                      help="LLM request timeout in seconds; a local model's first prompt can take minutes on a "
+                           "CPU (default: %(default)s)")
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,4 +117,5 @@ def make_planner(args: argparse.Namespace) -> Any:
         return None
     from graft_vqa.planner import OpenAIPlanner
 
-    return OpenAIPlanner(base_url=args.base_url, model=args.model)
+    return OpenAIPlanner(base_url=args.base_url, model=args.model, structured=getattr(args, "structured", "off"),
+                         fewshots=getattr(args, "fewshots", None), timeout=getattr(args, "llm_timeout", 60.0))
