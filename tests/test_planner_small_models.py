@@ -11,7 +11,7 @@ import pytest
 from graft_vqa import Engine, EngineConfig, FindConfig
 from graft_vqa.core.errors import PlannerError
 from graft_vqa.planner import OpenAIPlanner, plan_with_feedback
-from graft_vqa.planner.checks import expected_kind, noun_problem, question_nouns
+from graft_vqa.planner.checks import expected_kind, form_problem, noun_problem, question_nouns
 from tests.openai_server import Reply, ScriptedOpenAIServer
 
 from .synthetic import RectScorer
@@ -63,6 +63,27 @@ def test_nouns_of_questions_the_grammar_does_not_parse_are_only_suspected(tmp_pa
         found = plan_with_feedback(planner_for(server), question, max_attempts=2)
     assert found.source.count('"car"') == 1 and len(server.requests) == 2
     assert "may not answer the question" in found.meta["warnings"][0] and '"car"' in found.meta["warnings"][0]
+
+
+def test_an_attribute_or_relation_the_question_does_not_ask_for_is_fed_back(tmp_path):
+    script = [program('return len([p for p in image_patch.find("building") if p.size == "large"])'),
+              program('return len(image_patch.find("building"))')]
+    with ScriptedOpenAIServer(script) as server:
+        answer = engine_for(planner_for(server), tmp_path).ask(IMAGE, "What is the number of buildings?")
+    assert answer.value == 3 and 'size "large", which the question does not ask for' in server.user_messages()[1]
+
+
+@pytest.mark.parametrize("question,body,expected", [
+    ("How many small roads are there?", 'return len(image_patch.find("road"))', 'patch.size == "small"'),
+    ("How many roads at the top of a grass area are there?",
+     'return len(image_patch.filter_related(image_patch.find("road"), "is_below", image_patch.find("grass area")))',
+     '"is_above"'),
+    ("Is there a circular forest?", 'return any(p.shape == "circular" for p in image_patch.find("forest"))', None),
+    ("Which vehicles are parked?", 'return [p for p in image_patch.find("car") if p.size == "large"]', None),
+])
+def test_the_program_asks_what_the_question_asks(question, body, expected):
+    problem = form_problem(question, f"def execute_command(image_patch):\n    {body}\n")
+    assert (problem is None) if expected is None else (expected in problem.message)
 
 
 # --- answer kinds ----------------------------------------------------------------------------

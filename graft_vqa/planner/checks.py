@@ -55,6 +55,72 @@ def searched_nouns(source: str) -> list[str]:
     return nouns
 
 
+RELATION_METHODS = frozenset({"is_left_of", "is_right_of", "is_above", "is_below", "is_next_to"})
+_RELATION_WORDS = {"is_left_of": "on the left of", "is_right_of": "on the right of", "is_above": "at the top of",
+                   "is_below": "at the bottom of", "is_next_to": "next to"}
+
+
+def _constant(node: ast.AST) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def program_form(source: str) -> tuple[set[tuple[str, str]], set[str]]:
+    """The attribute tests (``("size", "small")``, ``("shape", "circular")``) and the relations
+    (``"is_above"``) a program uses."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set(), set()
+    attributes: set[tuple[str, str]] = set()
+    relations: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            names = [n.attr for n in sides if isinstance(n, ast.Attribute) and n.attr in ("size", "shape")]
+            values = [v for v in map(_constant, sides) if v is not None]
+            attributes |= {(name, value.lower()) for name in names for value in values}
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in RELATION_METHODS:
+                relations.add(node.func.attr)
+            elif node.func.attr == "filter_related" and len(node.args) >= 2 and _constant(node.args[1]):
+                relations.add(str(_constant(node.args[1])))
+    return attributes, relations
+
+
+@lru_cache(maxsize=512)
+def question_form(question: str) -> tuple[frozenset[tuple[str, str]], frozenset[str]] | None:
+    """The attribute tests and relations the question asks for, when the rule grammar parses it."""
+    from graft_vqa.planner.rules import RulePlanner
+
+    try:
+        source = RulePlanner().plan(question).source
+    except QuestionNotUnderstoodError:
+        return None
+    attributes, relations = program_form(source)
+    return frozenset(attributes), frozenset(relations)
+
+
+def form_problem(question: str, source: str) -> Problem | None:
+    """A problem when the program's size/shape tests or relations differ from what the question says
+    (only for questions the rule grammar parses; others are not judged)."""
+    expected = question_form(question)
+    if expected is None:
+        return None
+    want_attributes, want_relations = expected
+    attributes, relations = program_form(source)
+    parts = []
+    for name, value in sorted(attributes - want_attributes):
+        parts.append(f'the program keeps only patches with {name} "{value}", which the question does not ask for')
+    for name, value in sorted(want_attributes - attributes):
+        parts.append(f'the question asks for {name} "{value}": keep the patches with patch.{name} == "{value}"')
+    for relation in sorted(relations - want_relations):
+        parts.append(f'the program uses the relation "{relation}", which the question does not ask for')
+    for relation in sorted(want_relations - relations):
+        parts.append(f'the question says "{_RELATION_WORDS.get(relation, relation)}": use '
+                     f'image_patch.filter_related(patches, "{relation}", others)')
+    return Problem("; ".join(parts)) if parts else None
+
+
 def noun_form(noun: str) -> str:
     """How nouns are compared: lower case, single spaces, no article, singular head."""
     text = re.sub(r"\s+", " ", noun.strip().lower())

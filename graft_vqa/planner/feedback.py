@@ -17,7 +17,7 @@ from typing import Callable
 from graft_vqa.core.errors import PlannerError, ProgramError, QuestionNotUnderstoodError
 from graft_vqa.planner import prompts
 from graft_vqa.planner.cache import ProgramCache
-from graft_vqa.planner.checks import kind_problem, noun_problem
+from graft_vqa.planner.checks import form_problem, kind_problem, noun_problem
 from graft_vqa.planner.extract import UnusableReplyError, validate_program
 from graft_vqa.planner.program import Planner, Program
 
@@ -63,6 +63,9 @@ def _judge(question: str, source: str, run: RunCheck | None, check_question: boo
     nouns = noun_problem(question, source) if check_question else None
     if nouns is not None and nouns.hard:
         return _Verdict(f"wrong object names: {nouns.message}")
+    form = form_problem(question, source) if check_question else None
+    if form is not None:
+        return _Verdict(f"the program does not ask what the question asks: {form.message}")
     if run is None:
         return _Verdict(nouns.message, soft=True) if nouns is not None else _Verdict()
     result = _as_result(run(source))
