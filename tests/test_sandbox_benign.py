@@ -94,13 +94,14 @@ def test_benign_program_runs(source: str, expected: object) -> None:
     assert result.error is None
 
 
-def test_returned_patches_are_the_real_host_objects() -> None:
+def test_a_returned_patch_is_an_error_never_a_host_object() -> None:
+    # Issue 12, item 5: handles decode only where the API takes patches, never in a return value.
     root = FakePatch()
     result = sandbox.run(P("return image_patch.find('car')"), root)
-    assert result.status == "ok"
-    assert all(type(p) is FakePatch for p in result.value)
-    assert [p.area_m2 for p in result.value] == CARS
-    assert result.patches == result.value and result.calls == 1
+    assert result.status == "error" and result.value is None
+    assert "returned an ImagePatch" in result.error and "len(patches)" in result.error
+    assert [type(p) for p in result.patches] == [FakePatch] * len(CARS) and result.calls == 1
+    assert [p.area_m2 for p in result.patches] == CARS  # the host still knows what the API handed out
 
 
 def test_calls_are_counted_on_the_host() -> None:
@@ -133,7 +134,13 @@ def test_non_plain_api_result_becomes_a_catchable_error() -> None:
     assert result.status == "ok" and "cannot pass" in result.value and "_Model" in result.value
 
 
-def test_time_inside_api_calls_does_not_count_against_timeout() -> None:
-    result = sandbox.run(P("return [image_patch.slow(0.5) for i in range(3)]"), FakePatch(), timeout_s=1.0)
-    assert result.status == "ok", result.error
-    assert result.value == [0.5] * 3 and result.elapsed_s >= 1.5
+def test_time_inside_api_calls_counts_against_the_wall_clock_not_the_cpu_limit() -> None:
+    # Issue 12, items 1 and 2: timeout_s is one wall-clock limit, API calls included; cpu_s counts
+    # only the program's own work (waiting for the host costs it nothing).
+    src = P("return [image_patch.slow(0.5) for i in range(3)]")
+    stopped = sandbox.run(src, FakePatch(), timeout_s=1.0)
+    assert stopped.status == "timeout" and stopped.line == 2
+    assert "API calls included" in stopped.error and 1.0 <= stopped.elapsed_s < 1.4
+    waited = sandbox.run(src, FakePatch(), timeout_s=5.0, cpu_s=0.2)
+    assert waited.status == "ok", waited.error
+    assert waited.value == [0.5] * 3 and waited.elapsed_s >= 1.5

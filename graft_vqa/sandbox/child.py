@@ -5,11 +5,18 @@ One child runs one program, then exits (fresh state every time). It never sees t
 JSON messages (see ``wire``). Everything the child reports is a ``done`` message
 ``{"op": "done", "status": ..., "value"|"error": ..., "line": ...}``; the host quotes the line.
 
+The program's own CPU time is limited (``cpu_s``; waiting for the host costs none): at the limit
+``SIGPROF`` makes the child report a timeout with the line it was on. At the same time
+``SIGVTALRM`` makes ``faulthandler`` write the program's stack to the zygote's dump pipe (from C,
+without waiting for the interpreter), so when the program is stuck inside one long C operation
+(``10 ** 10 ** 8``) and the kernel kills it about a second later (``RLIMIT_CPU``), the host still
+learns the line.
+
 This module imports only the standard library and RestrictedPython: the zygote loads it.
 """
 from __future__ import annotations
 
-import gc
+import faulthandler
 import math
 import os
 import signal
@@ -17,15 +24,25 @@ import socket
 import sys
 from typing import Any
 
-from .confine import Limits, Seccomp, apply_limits, kill_with_parent
+from .confine import Confinement, Limits, confine_self
 from .guards import PROGRAM_FILENAME, PrintSink, build_globals, compile_program, program_line
-from .wire import HANDLE_KEY, WireError, from_plain, recv_msg, send_msg, to_plain
+from .wire import (HANDLE_KEY, ReservedKey, TooLarge, WireError, encode_msg, from_plain, recv_msg,
+                   to_plain)
 
 MAX_INIT_BYTES = 4 << 20
 """Largest init message (program source plus settings) the child accepts."""
 
 RECURSION_LIMIT = 400
 """Python recursion limit inside the child."""
+
+MSG_OVERHEAD = 16 * 1024
+"""Room for a message's own fields on top of its value (``max_output_bytes``)."""
+
+
+def report_limit(max_output_bytes: int, max_stdout_bytes: int) -> int:
+    """Largest ``done`` message: the value, the printed text (up to 12 bytes a character once
+    JSON-escaped) and the message's own fields. The host reads no longer message."""
+    return max_output_bytes + 12 * max_stdout_bytes + MSG_OVERHEAD
 
 
 class ImagePatchError(Exception):
@@ -65,6 +82,13 @@ class _ApiMethod:
         return self._link.call("call", self._handle, self._name, list(args), kwargs)
 
 
+def _refuse_patch_result(obj: Any) -> Any:
+    if type(obj) is ImagePatch:
+        raise WireError("the program returned an ImagePatch; return a bool, a number or a string "
+                        "(for example len(patches), patch.area_m2 or patch.exists('car'))")
+    return NotImplemented
+
+
 class _HostLink:
     """The child's end of the channel: API calls, refusals and the final report."""
 
@@ -73,6 +97,8 @@ class _HostLink:
         self.methods = frozenset(init["methods"])
         self.properties = frozenset(init["properties"])
         self.max_bytes = int(init["max_output_bytes"])
+        self.report_bytes = report_limit(self.max_bytes, int(init["max_stdout_bytes"]))
+        self.cpu_s = float(init["cpu_s"])
         self.busy = False  # inside a channel exchange: a timer signal must wait
         self.timed_out = False
 
@@ -81,10 +107,17 @@ class _HostLink:
         outcome["op"] = "done"
         self.busy = True
         try:
-            send_msg(self.sock, outcome)
-        except (ValueError, TypeError, MemoryError):
-            send_msg(self.sock, {"op": "done", "status": "error", "line": None,
-                                 "error": "the program's report could not be encoded"})
+            data = encode_msg(outcome)
+            if len(data) - 4 > self.report_bytes:
+                raise TooLarge(len(data) - 4, self.report_bytes)
+        except TooLarge as exc:
+            data = encode_msg({"op": "done", "status": "error", "line": None,
+                               "error": f"the result is too large ({exc.sizes()})"})
+        except (ValueError, TypeError, MemoryError, RecursionError):
+            data = encode_msg({"op": "done", "status": "error", "line": None,
+                               "error": "the program's report could not be encoded"})
+        try:
+            self.sock.sendall(data)
         finally:
             os._exit(0)
 
@@ -103,35 +136,46 @@ class _HostLink:
     def _encode(obj: Any) -> Any:
         return {HANDLE_KEY: obj._handle} if type(obj) is ImagePatch else NotImplemented
 
-    def call(self, op: str, handle: int, name: str, args: list, kwargs: dict) -> Any:
+    def _request(self, op: str, handle: int, name: str, args: list, kwargs: dict) -> bytes:
+        """The encoded call; a catchable error when the arguments are not plain data or too large."""
         try:
-            plain_args = to_plain(args, self._encode, self.max_bytes)
-            plain_kwargs = to_plain(kwargs, self._encode, self.max_bytes)
+            plain_args = to_plain(args, self._encode, self.max_bytes, reserve_handles=True)
+            plain_kwargs = to_plain(kwargs, self._encode, self.max_bytes, reserve_handles=True)
+        except ReservedKey as exc:
+            return self.deny(f"arguments of {name}(): {exc}")
+        except TooLarge as exc:
+            raise ValueError(f"the arguments of {name}() are too large ({exc.sizes()})") from None
         except WireError as exc:
             raise TypeError(f"arguments of {name}() must be plain data: {exc}") from None
+        data = encode_msg({"op": op, "handle": handle, "name": name, "args": plain_args,
+                           "kwargs": plain_kwargs, "line": program_line()})
+        if len(data) - 4 > self.max_bytes + MSG_OVERHEAD:
+            size = TooLarge(len(data) - 4 - MSG_OVERHEAD, self.max_bytes)
+            raise ValueError(f"the arguments of {name}() are too large ({size.sizes()})")
+        return data
+
+    def call(self, op: str, handle: int, name: str, args: list, kwargs: dict) -> Any:
+        data = self._request(op, handle, name, args, kwargs)
         self.busy = True
-        paused = signal.setitimer(signal.ITIMER_REAL, 0)[0]  # API time is not the program's
         try:
-            send_msg(self.sock, {"op": op, "handle": handle, "name": name, "args": plain_args,
-                                 "kwargs": plain_kwargs, "line": program_line()})
-            reply = recv_msg(self.sock, self.max_bytes + 65536)
+            self.sock.sendall(data)
+            reply = recv_msg(self.sock, self.max_bytes + MSG_OVERHEAD)
         finally:
             self.busy = False
-        if paused > 0:
-            signal.setitimer(signal.ITIMER_REAL, paused)
         if self.timed_out:
-            self.on_timer(None, None)
+            self.on_cpu_limit(None, None)
         if not reply.get("ok"):
             raise ImagePatchError(str(reply.get("error", "the API call failed")))
         return from_plain(reply.get("value"), ImagePatch)
 
-    def on_timer(self, signum: Any, frame: Any) -> None:
-        """SIGALRM handler: the program used up its time (API calls excluded); report where it was."""
+    def on_cpu_limit(self, signum: Any, frame: Any) -> None:
+        """SIGPROF handler: the program used up its own CPU time; report the line it was on."""
         if self.busy:
             self.timed_out = True
             return
-        self.finish({"status": "timeout", "error": "the program ran out of time (timeout_s)",
-                     "line": program_line()})
+        self.finish({"status": "timeout", "line": program_line(),
+                     "error": f"the program used more than {self.cpu_s:g} s of CPU time (cpu_s) and "
+                              "was stopped; look for a loop that never ends or a huge computation"})
 
 
 def _failing_line(exc: BaseException) -> int | None:
@@ -152,6 +196,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _result(link: _HostLink, value: Any) -> dict[str, Any]:
+    try:
+        return {"status": "ok", "value": to_plain(value, _refuse_patch_result, link.max_bytes)}
+    except TooLarge as exc:
+        return {"status": "error", "line": None,
+                "error": f"the result is too large ({exc.sizes()}); return a bool, a number "
+                         "or a short string"}
+    except WireError as exc:
+        return {"status": "error", "line": None, "error": f"the program's result: {exc}"}
+
+
 def _execute(link: _HostLink, init: dict[str, Any], sink: PrintSink) -> dict[str, Any]:
     code, message, line, refused = compile_program(init["source"])
     if code is None:
@@ -164,39 +219,39 @@ def _execute(link: _HostLink, init: dict[str, Any], sink: PrintSink) -> dict[str
         if not callable(func):
             return {"status": "error", "line": None,
                     "error": "the program must define `def execute_command(image_patch):`"}
-        value = func(ImagePatch(0))
-        return {"status": "ok", "value": to_plain(value, link._encode, link.max_bytes)}
+        return _result(link, func(ImagePatch(0)))
     except MemoryError as exc:
         del ballast
-        outcome = {"status": "memory", "line": _failing_line(exc),
-                   "error": "the program ran out of memory (memory_mb)"}
+        return {"status": "memory", "line": _failing_line(exc),
+                "error": "the program ran out of memory (memory_mb)"}
     except RecursionError as exc:
-        outcome = {"status": "error", "line": _failing_line(exc),
-                   "error": "RecursionError: recursion too deep"}
-    except WireError as exc:
-        outcome = {"status": "error", "line": None, "error": f"the program's result: {exc}"}
+        return {"status": "error", "line": _failing_line(exc),
+                "error": "RecursionError: recursion too deep"}
     except BaseException as exc:  # noqa: BLE001 - every program failure becomes a report
-        outcome = {"status": "error", "line": _failing_line(exc), "error": _describe(exc)}
-    glb.clear()
-    gc.collect()
-    return outcome
+        return {"status": "error", "line": _failing_line(exc), "error": _describe(exc)}
 
 
-def child_main(sock: socket.socket, seccomp: Seccomp) -> None:
-    """Entry point of a forked child: read the init message, confine, run, report, exit."""
-    kill_with_parent()
+def child_main(sock: socket.socket, conf: Confinement, dump_fd: int, parent: int,
+               base_bytes: int) -> None:
+    """Entry point of a forked child: read the init message, confine, run, report, exit.
+
+    ``dump_fd`` is the write end of the zygote's dump pipe, ``parent`` the zygote's pid and
+    ``base_bytes`` the zygote's address space (the program's ``memory_mb`` comes on top).
+    """
     try:
         init = recv_msg(sock, MAX_INIT_BYTES)
-    except (OSError, WireError):
+        link = _HostLink(sock, init)
+    except (OSError, WireError, KeyError, TypeError, ValueError):
         os._exit(3)
-    link = _HostLink(sock, init)
-    timeout_s = float(init["timeout_s"])
-    apply_limits(Limits(memory_mb=int(init["memory_mb"]), cpu_s=math.ceil(timeout_s) + 2))
-    if init.get("seccomp", True):
-        seccomp.load()
+    cpu_s = max(0.05, link.cpu_s)
+    confine_self(conf, Limits(memory_mb=int(init["memory_mb"]), cpu_s=math.ceil(cpu_s) + 1,
+                              base_bytes=base_bytes), parent)
     sys.setrecursionlimit(RECURSION_LIMIT)
-    signal.signal(signal.SIGALRM, link.on_timer)
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    signal.signal(signal.SIGPROF, link.on_cpu_limit)
+    # Not chained to SIGPROF: chaining re-raises the signal, and seccomp denies tgkill.
+    faulthandler.register(signal.SIGVTALRM, file=dump_fd, all_threads=False, chain=False)
+    signal.setitimer(signal.ITIMER_VIRTUAL, cpu_s)
+    signal.setitimer(signal.ITIMER_PROF, cpu_s)
     sink = PrintSink(int(init["max_stdout_bytes"]))
     outcome = _execute(link, init, sink)
     outcome["stdout"] = sink.text()

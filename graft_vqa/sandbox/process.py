@@ -45,6 +45,54 @@ def zygote_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+LAYERS = {
+    "seccomp": "seccomp (system calls such as socket, fork, kill, tgkill and ptrace are not denied)",
+    "landlock": "Landlock (files, TCP and signals are not scoped to the program's process)",
+    "user": "an unprivileged user for programs",
+    "proc": "isolation from other processes' /proc entries (environment, memory)",
+}
+"""The confinement layers the zygote probes, as the warnings name them."""
+
+def _protect_host() -> bool:
+    """Make this (host) process non-dumpable: its /proc entries become root's, out of reach of a
+    child running as the same user. Only done when no other layer isolates children."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(4, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+_warned_layers: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_missing_layers(hello: dict[str, Any]) -> list[str]:
+    """Log one warning per confinement layer this system does not allow, once per process;
+    return the layers warned about now. A missing unprivileged user is only worth a warning
+    when nothing else (Landlock) isolates programs from other processes."""
+    missing = [layer for layer in LAYERS if not hello.get(layer)]
+    if "proc" in missing and _protect_host():
+        hello["proc_reason"] = (f"{hello.get('proc_reason') or 'no layer isolates it'}; this process "
+                                "made itself non-dumpable (PR_SET_DUMPABLE 0) so at least its own "
+                                "/proc/<pid>/environ is out of a program's reach")
+    if "user" in missing and hello.get("proc"):
+        missing.remove("user")  # not root: Landlock already isolates the child from other processes
+    warned = []
+    with _warned_lock:
+        for layer in missing:
+            if layer in _warned_layers:
+                continue
+            _warned_layers.add(layer)
+            warned.append(layer)
+            log.warning("sandbox: no %s: %s; programs still run under RestrictedPython, in a "
+                        "separate process with rlimits and the other layers",
+                        LAYERS[layer], hello.get(f"{layer}_reason") or "unknown reason")
+    return warned
+
+
 class Zygote:
     """A handle on one zygote process; thread-safe (requests are serialised by a lock)."""
 
@@ -53,7 +101,6 @@ class Zygote:
         self._proc: subprocess.Popen | None = None
         self._ctrl: socket.socket | None = None
         self.hello: dict[str, Any] = {}
-        self._warned = False
         self._owner = os.getpid()  # a forked host must not share its parent's zygote
 
     def _start(self) -> None:
@@ -71,11 +118,7 @@ class Zygote:
         parent.settimeout(CONTROL_TIMEOUT_S)
         self._ctrl = parent
         self.hello = self._receive()
-        if not self.hello.get("seccomp") and not self._warned:
-            self._warned = True
-            log.warning("sandbox: seccomp is not available (%s); programs still run under "
-                        "RestrictedPython, a separate process and rlimits",
-                        self.hello.get("reason") or "unknown reason")
+        warn_missing_layers(self.hello)
 
     def _receive(self) -> dict[str, Any]:
         assert self._ctrl is not None
