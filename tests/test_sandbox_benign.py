@@ -77,6 +77,39 @@ BENIGN = [
          [True, False]),
     case("property-label", P("return [p.label for p in image_patch.find('tree')] + [image_patch.label]"),
          ["tree", "root"]),
+    # Issue 12, item 8: what LLMs write constantly.
+    case("augassign-dict-item", P("counts = {}\nfor name in ['car', 'tree', 'car']:\n    counts.setdefault(name, 0)\n"
+                                  "    counts[name] += image_patch.count(name)\nreturn counts"),
+         {"car": 2 * len(CARS), "tree": len(OBJECTS["tree"])}),
+    case("augassign-d-k-plus-one", P("d = {'a': 0}\nk = 'a'\nd[k] += 1\nd[k] += 1\nreturn d"), {"a": 2}),
+    case("augassign-nested-item", P("g = {'x': {'y': 1}, 'l': [[1, 2]]}\ng['x']['y'] *= 5\ng['l'][0][1] -= 2\n"
+                                    "g['l'][0] += [7]\nreturn g"), {"x": {"y": 5}, "l": [[1, 0, 7]]}),
+    case("augassign-list-item", P("areas = [p.area_m2 for p in image_patch.find('car')]\nfor i in range(len(areas)):\n"
+                                  "    areas[i] /= 2\nreturn areas"), [a / 2 for a in CARS]),
+    case("augassign-self-attr", P("c = Counter()\nfor p in image_patch.find('car'):\n    c.add(p.area_m2)\n"
+                                  "return [c.n, c.total]",
+                                  header="class Counter:\n    def __init__(self):\n        self.n = 0\n        self.total = 0.0\n"
+                                         "    def add(self, a):\n        self.n += 1\n        self.total += a\n"),
+         [len(CARS), sum(CARS)]),
+    case("augassign-class-attr", P("Seen.count += 1\nSeen.count += 1\nreturn Seen.count",
+                                   header="class Seen:\n    count = 0\n"), 2),
+    case("augassign-attr-item", P("b = Bag()\nb.items['car'] += image_patch.count('car')\nb.items['car'] **= 2\n"
+                                  "return b.items",
+                                  header="class Bag:\n    def __init__(self):\n        self.items = {'car': 1}\n"),
+         {"car": (1 + len(CARS)) ** 2}),
+    case("augassign-evaluates-once", P("calls = []\ndef key():\n    calls.append(1)\n    return 'k'\n"
+                                       "d = {'k': 1}\nd[key()] += 1\nreturn [d, len(calls)]"), [{"k": 2}, 1]),
+    case("str-format-spec", P("x = image_patch.find('car')[1].area_m2\nreturn '{:.1f}'.format(x)"), f"{CARS[1]:.1f}"),
+    case("str-format-m2", P("return '{:.1f} m2'.format(sum(p.area_m2 for p in image_patch.find('car')))"),
+         f"{sum(CARS):.1f} m2"),
+    case("fstring-spec", P("x = image_patch.find('tree')[0].area_m2\nreturn f'{x:.1f}'"), f"{OBJECTS['tree'][0]:.1f}"),
+    case("str-format-fields", P("return ['{} and {}'.format(1, 2), '{1}-{0}'.format('a', 'b'), "
+                                "'{n:>4d}|{s!r}'.format(n=7, s='x'), '{:{w}.{p}f}'.format(3.14159, w=7, p=2), "
+                                "'{{literal}} {}'.format(5), '{:,}'.format(1234567), '{:.0%}'.format(0.25)]"),
+         ["1 and 2", "b-a", "   7|'x'", "   3.14", "{literal} 5", "1,234,567", "25%"]),
+    case("format-map-and-builtin", P("return ['{name}: {n}'.format_map({'name': 'car', 'n': image_patch.count('car')}), "
+                                     "format(2.5, '.2f'), format(7, '03d'), format('x', '>3')]"),
+         [f"car: {len(CARS)}", "2.50", "007", "  x"]),
     case("proxy-equality", P("ps = image_patch.find('car')\nreturn [ps[0] == ps[0], ps[0] == ps[1], len({ps[0], ps[0]})]"),
          [True, False, 1]),
 ]

@@ -198,7 +198,8 @@ def _describe(exc: BaseException) -> str:
 
 def _result(link: _HostLink, value: Any) -> dict[str, Any]:
     try:
-        return {"status": "ok", "value": to_plain(value, _refuse_patch_result, link.max_bytes)}
+        return {"status": "ok", "value": to_plain(value, _refuse_patch_result, link.max_bytes,
+                                                   reserve_handles=True)}
     except TooLarge as exc:
         return {"status": "error", "line": None,
                 "error": f"the result is too large ({exc.sizes()}); return a bool, a number "

@@ -226,10 +226,24 @@ class _Session:
             error = msg.get("error")
             text = error if isinstance(error, str) and error else str(status)
             result = self.fail(status, clean_text(text[:MAX_ERROR_CHARS]), line)
+        elif _holds_handle(msg.get("value")):
+            result = self.fail("error", f"the program's result holds a dict keyed {HANDLE_KEY!r}; "
+                               "return a bool, a number or a string")
         else:
             result = Execution("ok", value=clean_value(msg.get("value")))  # plain data: no handles decoded
         result.stdout = clean_text(stdout[: self.settings.max_stdout_bytes + 32], keep_newlines=True)
         return result
+
+
+def _holds_handle(value: Any, depth: int = 0) -> bool:
+    """True when plain data ``value`` holds a dict keyed by ``HANDLE_KEY`` (anywhere)."""
+    if depth > 40:
+        return True
+    if type(value) is dict:
+        return HANDLE_KEY in value or any(_holds_handle(v, depth + 1) for v in value.values())
+    if type(value) is list:
+        return any(_holds_handle(v, depth + 1) for v in value)
+    return False
 
 
 def _from_exit(status: dict[str, Any], session: _Session) -> Execution:
