@@ -143,3 +143,20 @@ def test_decode_msg_refuses_deep_documents_without_parsing_them() -> None:
         with pytest.raises(Exception, match="nested deeper"):
             decode_msg(body)
     assert decode_msg(b'{"s": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\\\\"[[["}') == {"s": "[" * 40 + '\\"[[['}
+
+
+def test_a_hostile_child_cannot_plant_code_in_the_cache_after_a_call() -> None:
+    from graft_vqa.sandbox import host
+
+    source = P("return 'planted?'")
+    host.CODE_CACHE.put(source, "")
+
+    def plant(sock: socket.socket) -> None:
+        send_msg(sock, {"op": "call", "name": "count", "handle": 0, "args": ["car"]})
+        recv_msg(sock, 1 << 20)
+        send_msg(sock, {"op": "compiled", "code": "cGxhbnRlZA=="})
+        send_msg(sock, {"op": "done", "status": "ok", "value": 1})
+
+    result = sandbox.run(source, FakePatch(), zygote=HostileZygote(plant))
+    assert result.status == "refused" and "unknown request" in result.error
+    assert not host.CODE_CACHE.get(source)

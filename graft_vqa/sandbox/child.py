@@ -16,7 +16,9 @@ This module imports only the standard library and RestrictedPython: the zygote l
 """
 from __future__ import annotations
 
+import base64
 import faulthandler
+import marshal
 import math
 import os
 import signal
@@ -24,7 +26,7 @@ import socket
 import sys
 from typing import Any
 
-from .confine import Confinement, Limits, confine_self
+from .confine import Confinement, Limits, apply_limits, confine_self
 from .guards import PROGRAM_FILENAME, PrintSink, build_globals, compile_program, program_line
 from .wire import (HANDLE_KEY, ReservedKey, TooLarge, WireError, encode_msg, from_plain, recv_msg,
                    to_plain)
@@ -34,6 +36,9 @@ MAX_INIT_BYTES = 4 << 20
 
 RECURSION_LIMIT = 400
 """Python recursion limit inside the child."""
+
+MAX_CACHED_CODE_BYTES = 256 * 1024
+"""Largest marshalled program a child offers the host's code cache."""
 
 MSG_OVERHEAD = 16 * 1024
 """Room for a message's own fields on top of its value (``max_output_bytes``)."""
@@ -208,10 +213,32 @@ def _result(link: _HostLink, value: Any) -> dict[str, Any]:
         return {"status": "error", "line": None, "error": f"the program's result: {exc}"}
 
 
-def _execute(link: _HostLink, init: dict[str, Any], sink: PrintSink) -> dict[str, Any]:
+def _code(link: _HostLink, init: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """The program's code object: unmarshalled from the host's cache of this very source, or
+    compiled restricted here and sent to the host (before any program code runs, so a program
+    cannot tamper with what is cached) for the next run of the same source."""
+    cached = init.get("code")
+    if isinstance(cached, str):
+        try:
+            return marshal.loads(base64.b64decode(cached)), None
+        except (ValueError, TypeError, EOFError):
+            pass  # compile it afresh
     code, message, line, refused = compile_program(init["source"])
     if code is None:
-        return {"status": "refused" if refused else "error", "error": message, "line": line}
+        return None, {"status": "refused" if refused else "error", "error": message, "line": line}
+    try:
+        data = marshal.dumps(code)
+        if len(data) <= MAX_CACHED_CODE_BYTES:
+            link.sock.sendall(encode_msg({"op": "compiled", "code": base64.b64encode(data).decode()}))
+    except (ValueError, OSError):
+        pass
+    return code, None
+
+
+def _execute(link: _HostLink, init: dict[str, Any], sink: PrintSink) -> dict[str, Any]:
+    code, failed = _code(link, init)
+    if failed is not None:
+        return failed
     glb = build_globals(ImagePatch, link.proxy_attr, link.deny, sink)
     ballast = bytearray(1 << 20)  # released on MemoryError so the report can still be sent
     try:
@@ -232,21 +259,28 @@ def _execute(link: _HostLink, init: dict[str, Any], sink: PrintSink) -> dict[str
         return {"status": "error", "line": _failing_line(exc), "error": _describe(exc)}
 
 
-def child_main(sock: socket.socket, conf: Confinement, dump_fd: int, parent: int,
+def child_main(zygote_link: socket.socket, conf: Confinement, dump_fd: int, parent: int,
                base_bytes: int) -> None:
-    """Entry point of a forked child: read the init message, confine, run, report, exit.
+    """Entry point of a forked child: confine, wait for a channel and a program, run, report, exit.
 
+    The zygote forks children ahead of time: each confines itself at once, then waits on
+    ``zygote_link`` (its socket to the zygote) for the channel socket of the program it will run.
     ``dump_fd`` is the write end of the zygote's dump pipe, ``parent`` the zygote's pid and
     ``base_bytes`` the zygote's address space (the program's ``memory_mb`` comes on top).
     """
+    confine_self(conf, None, parent)
     try:
+        _, fds, _, _ = socket.recv_fds(zygote_link, 16, 1)
+        zygote_link.close()
+        if len(fds) != 1:
+            os._exit(3)
+        sock = socket.socket(fileno=fds[0])
         init = recv_msg(sock, MAX_INIT_BYTES)
         link = _HostLink(sock, init)
     except (OSError, WireError, KeyError, TypeError, ValueError):
         os._exit(3)
     cpu_s = max(0.05, link.cpu_s)
-    confine_self(conf, Limits(memory_mb=int(init["memory_mb"]), cpu_s=math.ceil(cpu_s) + 1,
-                              base_bytes=base_bytes), parent)
+    apply_limits(Limits(memory_mb=int(init["memory_mb"]), cpu_s=math.ceil(cpu_s) + 1, base_bytes=base_bytes))
     sys.setrecursionlimit(RECURSION_LIMIT)
     signal.signal(signal.SIGPROF, link.on_cpu_limit)
     # Not chained to SIGPROF: chaining re-raises the signal, and seccomp denies tgkill.

@@ -1,15 +1,17 @@
 """Layer 2 of the sandbox: OS confinement of a forked child.
 
-A child confines itself, in this order, before it compiles the program (``confine_self``):
+A child confines itself as soon as it is forked, before any program exists (``confine_self``):
 
-1. rlimits: address space, CPU seconds (the kernel's SIGKILL backstop of ``cpu_s``), no file
-   writes, few file descriptors, no core dumps;
-2. when the zygote runs as root: no supplementary groups, then the unprivileged ``SANDBOX_UID``
+1. when the zygote runs as root: no supplementary groups, then the unprivileged ``SANDBOX_UID``
    and ``SANDBOX_GID`` (which clears every capability), so root's files and processes are out of
    reach, ``/proc/<pid>/environ`` and ``mem`` of other processes included;
-3. killed with its parent; not dumpable (its own ``/proc`` entries are root's, no ptrace);
-4. Landlock (``landlock.Landlock``): no file at all, no TCP, no signal outside its domain;
-5. seccomp (``seccomp.Seccomp``): the system calls of ``DENIED_SYSCALLS`` answer EPERM.
+2. killed with its parent; not dumpable (its own ``/proc`` entries are root's, no ptrace);
+3. Landlock (``landlock.Landlock``): no file at all, no TCP, no signal outside its domain;
+4. seccomp (``seccomp.Seccomp``): the system calls of ``DENIED_SYSCALLS`` answer EPERM.
+
+Once it has its program, before compiling it, it lowers its rlimits (``apply_limits``): address
+space, CPU seconds (the kernel's SIGKILL backstop of ``cpu_s``), no file writes, few file
+descriptors, no core dumps. Lowering a limit needs no privilege, so it works under every layer.
 
 The zygote probes the layers once in a throw-away child (``probe``) and the host logs one
 warning per layer the system does not allow. A layer that the probe found working but that fails
@@ -65,6 +67,7 @@ class Confinement:
     landlock: Landlock = field(default_factory=Landlock)
     switch_user: bool = field(default_factory=lambda: os.geteuid() == 0)  # root: drop to SANDBOX_UID
     working: dict[str, bool] = field(default_factory=dict)  # layer name -> found working by probe()
+    libc: ctypes.CDLL = field(default_factory=lambda: ctypes.CDLL(None, use_errno=True))  # loaded once
 
 
 def _address_space_bytes() -> int:
@@ -95,10 +98,6 @@ def apply_limits(limits: Limits) -> None:
         resource.setrlimit(which, (value, value))
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _prctl(libc: ctypes.CDLL, option: int, value: int) -> bool:
     return libc.prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0),
                       ctypes.c_ulong(0)) == 0
@@ -115,14 +114,16 @@ def _switch_user() -> bool:
     return os.geteuid() == SANDBOX_UID and os.getuid() == SANDBOX_UID
 
 
-def confine_self(conf: Confinement, limits: Limits, parent: int) -> None:
-    """Apply every layer to this (forked) process; exit at once if one the probe found fails.
+def confine_self(conf: Confinement, limits: Limits | None, parent: int) -> None:
+    """Apply every layer to this (forked) process, and ``limits`` when given; exit at once if a
+    layer the probe found working fails.
 
     ``parent`` is the zygote's pid: the child dies with it (and exits if it is already gone).
     """
-    libc = _libc()
+    libc = conf.libc
     want = conf.working
-    apply_limits(limits)
+    if limits is not None:
+        apply_limits(limits)
     ok = True
     if want.get("user", False):
         ok &= _switch_user()
@@ -142,7 +143,7 @@ def confine_self(conf: Confinement, limits: Limits, parent: int) -> None:
 # --- the probe -----------------------------------------------------------------------------------
 def _try_layers(conf: Confinement, zygote_pid: int) -> dict[str, object]:
     """In a throw-away child: apply each layer and check that it really holds."""
-    libc = _libc()
+    libc = conf.libc
     out: dict[str, object] = {}
     if conf.switch_user:
         out["user"] = _switch_user()

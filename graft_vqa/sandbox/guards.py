@@ -212,13 +212,13 @@ def compile_program(source: str) -> tuple[Any | None, str | None, int | None, bo
     ``code`` is None on failure; ``refused`` tells a policy refusal from a plain syntax error.
     """
     try:
-        ast.parse(source, PROGRAM_FILENAME)
+        tree = ast.parse(source, PROGRAM_FILENAME)  # parsed once: RestrictedPython takes the tree
     except SyntaxError as exc:
         return None, f"SyntaxError: {exc.msg}", exc.lineno, False
     except (ValueError, RecursionError, MemoryError) as exc:
         return None, f"the program could not be parsed: {type(exc).__name__}", None, False
     try:
-        result = compile_restricted_exec(source, PROGRAM_FILENAME, policy=SandboxPolicy)
+        result = compile_restricted_exec(tree, PROGRAM_FILENAME, policy=SandboxPolicy)
     except (RecursionError, MemoryError) as exc:  # parses, but too deep for the policy's walk
         return None, f"the program could not be compiled: {type(exc).__name__} (nested too deeply)", None, False
     if result.code is not None and not result.errors:
@@ -318,8 +318,12 @@ class SafeFormatter(string.Formatter):
         return format_map
 
 
+_MATH_NAMES = {k: v for k, v in vars(math).items() if not k.startswith("_")}
+_SAFE_BUILTINS = {name: getattr(builtins, name) for name in SAFE_BUILTINS + _EXCEPTIONS}
+
+
 def _restricted_math() -> types.SimpleNamespace:
-    return types.SimpleNamespace(**{k: v for k, v in vars(math).items() if not k.startswith("_")})
+    return types.SimpleNamespace(**_MATH_NAMES)
 
 
 class _Printer:
@@ -428,7 +432,7 @@ def build_globals(proxy_type: type, proxy_attr: Callable[[Any, str], Any],
                             "your own classes or an exception")
         return builtins.__build_class__(func, name, *bases, **kwargs)
 
-    safe = {name: getattr(builtins, name) for name in SAFE_BUILTINS + _EXCEPTIONS}
+    safe = dict(_SAFE_BUILTINS)
     safe.update(range=capped_range, __import__=guarded_import, __build_class__=guarded_build_class)
     return {
         "__builtins__": safe,

@@ -16,11 +16,14 @@ malformed, makes :func:`run` raise.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import signal
 import socket
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +55,44 @@ MAX_ERROR_CHARS = 2000
 """Longest error message taken from the child."""
 
 _PROGRAM_FRAME = re.compile(r'File "<program>", line (\d+)')
+
+
+class _CodeCache:
+    """Restricted-compiled programs (marshalled, base64) by source, as children sent them before
+    running the program, bounded in bytes; a program run again skips compilation in its child."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes  # most bytes of marshalled code kept
+        self._data: OrderedDict[str, str] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(source: str) -> str:
+        return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def get(self, source: str) -> str | None:
+        with self._lock:
+            key = self.key(source)
+            code = self._data.get(key)
+            if code is not None:
+                self._data.move_to_end(key)
+            return code
+
+    def put(self, source: str, code: str) -> None:
+        if len(code) > self.max_bytes:
+            return
+        with self._lock:
+            key = self.key(source)
+            old = self._data.pop(key, None)
+            self._bytes += len(code) - (len(old) if old else 0)
+            self._data[key] = code
+            while self._bytes > self.max_bytes:
+                self._bytes -= len(self._data.popitem(last=False)[1])
+
+
+CODE_CACHE = _CodeCache(4 << 20)
+"""The process-wide cache of compiled programs (4 MB)."""
 
 
 @dataclass
@@ -108,11 +149,14 @@ class _Session:
         self.handle_of: dict[int, int] = {id(root): 0}
         self.calls = 0
         self.last_line: int | None = None  # line of the latest API request
+        self.compiled = False  # the child sent its compiled program
         self.meter = CostMeter(settings.cost_budget, deadline, settings.timeout_s)
 
     def init_message(self) -> dict[str, Any]:
         s = self.settings
-        return {"source": self.source, "methods": sorted(self.methods),
+        cached = CODE_CACHE.get(self.source)
+        self.compiled = bool(cached)  # a child given the code has nothing to send back
+        return {"source": self.source, **({"code": cached} if cached else {}), "methods": sorted(self.methods),
                 "properties": sorted(self.properties), "cpu_s": s.cpu_s,
                 "memory_mb": s.memory_mb, "max_output_bytes": s.max_output_bytes,
                 "max_stdout_bytes": s.max_stdout_bytes}
@@ -162,6 +206,13 @@ class _Session:
             op = msg.get("op")
             if op == "done":
                 return self._done(msg)
+            if op == "compiled" and self.calls == 0 and not self.compiled:
+                # Once, before any call, and only when no code was sent: the child sends it
+                # before the program runs. At worst a program could spoil its own entry.
+                self.compiled = True
+                if isinstance(msg.get("code"), str):
+                    CODE_CACHE.put(self.source, msg["code"])
+                continue
             if op not in ("call", "get"):
                 return self.fail("refused", f"unknown request {clean_text(str(op))[:80]!r} from the sandbox")
             line = msg.get("line") if type(msg.get("line")) is int else None
@@ -319,10 +370,20 @@ def run(source: str, image_patch: Any, *, timeout_s: float = 30.0, cpu_s: float 
         result = _serve(session, host_end)
     finally:
         host_end.close()
-        exit_status = zyg.finish(pid, kill=result is not None)
+        if result is not None:
+            _release(zyg, pid)
     if result is None:
-        result = _from_exit(exit_status, session)
+        result = _from_exit(zyg.finish(pid, kill=False), session)
     return _finished(result, session, started)
+
+
+def _release(zygote: Any, pid: int) -> None:
+    """Let the zygote kill and reap a child that reported (``finish`` for zygotes without ``release``)."""
+    release = getattr(zygote, "release", None)
+    if callable(release):
+        release(pid)
+    else:
+        zygote.finish(pid, kill=True)
 
 
 def _finished(result: Execution, session: _Session, started: float) -> Execution:

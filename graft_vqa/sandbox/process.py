@@ -162,6 +162,17 @@ class Zygote:
             raise SandboxError(f"the sandbox could not start a program: {reply.get('error')}")
         return int(reply["pid"])
 
+    def release(self, pid: int) -> None:
+        """Tell the zygote the host needs nothing more from child ``pid``: it kills and reaps it
+        on its own time (no reply is awaited)."""
+        with self._lock:
+            if self._ctrl is None or self._owner != os.getpid():
+                return  # that zygote is gone, and its children with it
+            try:
+                self._ctrl.send(json.dumps({"op": "release", "pid": pid}).encode())
+            except OSError:
+                self._close_locked()
+
     def finish(self, pid: int, kill: bool) -> dict[str, Any]:
         """(Kill and) reap child ``pid``; return ``{"code": ..., "signal": ...}``."""
         try:
