@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+import types
 from typing import Any
 
 from .confine import Confinement, Limits, apply_limits, confine_self
@@ -220,7 +221,9 @@ def _code(link: _HostLink, init: dict[str, Any]) -> tuple[Any, dict[str, Any] | 
     cached = init.get("code")
     if isinstance(cached, str):
         try:
-            return marshal.loads(base64.b64decode(cached)), None
+            code = marshal.loads(base64.b64decode(cached))
+            if type(code) is types.CodeType:
+                return code, None
         except (ValueError, TypeError, EOFError):
             pass  # compile it afresh
     code, message, line, refused = compile_program(init["source"])

@@ -155,7 +155,6 @@ class _Session:
     def init_message(self) -> dict[str, Any]:
         s = self.settings
         cached = CODE_CACHE.get(self.source)
-        self.compiled = bool(cached)  # a child given the code has nothing to send back
         return {"source": self.source, **({"code": cached} if cached else {}), "methods": sorted(self.methods),
                 "properties": sorted(self.properties), "cpu_s": s.cpu_s,
                 "memory_mb": s.memory_mb, "max_output_bytes": s.max_output_bytes,
@@ -207,8 +206,8 @@ class _Session:
             if op == "done":
                 return self._done(msg)
             if op == "compiled" and self.calls == 0 and not self.compiled:
-                # Once, before any call, and only when no code was sent: the child sends it
-                # before the program runs. At worst a program could spoil its own entry.
+                # Once, before any call: the child sends it before the program runs (also when
+                # the cached code would not load). At worst a program spoils its own entry.
                 self.compiled = True
                 if isinstance(msg.get("code"), str):
                     CODE_CACHE.put(self.source, msg["code"])
