@@ -216,7 +216,7 @@ def to_plain(value: Any, encode_other: Callable[[Any], Any] | None = None,
         if encode_other is not None:
             enc = encode_other(v)
             if enc is not NotImplemented:
-                spend(24)
+                spend(len(json.dumps(enc, separators=(",", ":"))) + 1)
                 return enc
         raise WireError(f"a value of type {type(v).__name__} is not plain data "
                         "(use bool, int, float, str, list, dict or ImagePatch)")
