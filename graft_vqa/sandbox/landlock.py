@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
+import sys
 
 # System call numbers (the same on every architecture: Landlock came after the table was unified).
 _SYS_CREATE_RULESET, _SYS_RESTRICT_SELF = 444, 446
@@ -59,7 +59,7 @@ class Landlock:
         return self._fd >= 0
 
     def _prepare(self) -> None:
-        if platform.system() != "Linux":
+        if not sys.platform.startswith("linux"):
             self.reason = "Landlock needs Linux"
             return
         libc = ctypes.CDLL(None, use_errno=True)

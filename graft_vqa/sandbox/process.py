@@ -18,14 +18,16 @@ log = logging.getLogger(__name__)
 
 BOOT = """
 import sys, types
-pkg = types.ModuleType("graft_vqa")
-pkg.__path__ = [sys.argv[1]]
-sys.modules["graft_vqa"] = pkg
+for name, path in (("graft_vqa", sys.argv[1]), ("graft_vqa.sandbox", sys.argv[1] + "/sandbox")):
+    pkg = types.ModuleType(name)
+    pkg.__path__ = [path]
+    sys.modules[name] = pkg
 from graft_vqa.sandbox.zygote import main
 main(int(sys.argv[2]))
 """
-"""The ``python -c`` program that starts a zygote without importing the ``graft_vqa`` package
-``__init__`` (which may pull in torch): a bare package object stands in for it."""
+"""The ``python -c`` program that starts a zygote without importing the ``graft_vqa`` and
+``graft_vqa.sandbox`` package ``__init__`` files (torch, the host side): bare package objects stand
+in for them, so the zygote holds only what its children run (fewer pages to fork and copy)."""
 
 ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LANGUAGE", "TZ", "LD_LIBRARY_PATH")
 """The only environment variables the zygote (and so every program's child) inherits: enough

@@ -13,7 +13,6 @@ This module imports only the standard library: the zygote loads it.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 _ACT_ALLOW = 0x7FFF0000
@@ -63,8 +62,12 @@ class _SockFprog(ctypes.Structure):
 
 
 def _libseccomp() -> ctypes.CDLL:
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-    lib = ctypes.CDLL(name, use_errno=True)
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:  # not under its usual name: ask the (slower, subprocess-using) finder
+        from ctypes import util
+
+        lib = ctypes.CDLL(util.find_library("seccomp") or "libseccomp.so.2", use_errno=True)
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
