@@ -46,8 +46,12 @@ class FixedPlanner:
         self.planner_id = f"fixed-{abs(hash(source))}"
 
     def plan(self, question: str, feedback: str | None = None) -> Program:
-        source = "def execute_command(image_patch):\n    return 0\n" if question == "warm-up" else self.source
+        source = WARM_UP if question == "warm-up" else self.source
         return Program(source=source, planner=self.planner_id, question=question)
+
+
+WARM_UP = "def execute_command(image_patch):\n    return len(image_patch.find('warm-up'))\n"
+"""Runs find once, so what find loads for good on first use (modules, the tile's masks) is there."""
 
 
 def bloat(n: int) -> str:
@@ -83,7 +87,7 @@ def test_195_names_on_the_review_tile_retain_less_than_20_mb(shared_data, tmp_pa
     assert answer.error is None and answer.value > 195, answer.error
     assert growth < TARGET_BYTES, f"{growth / 2**20:.1f} MB retained"
     root = engine.image_patch(shared_data / "tiles" / "rgbn_5m_utm18n.tif")
-    assert root.context.cache.bytes <= engine.config.find_cache_mb * 2 ** 20
+    assert root.context.cached_bytes <= engine.config.find_cache_mb * 2 ** 20
 
 
 @pytest.mark.parametrize("names", [40])
@@ -126,3 +130,19 @@ def test_text_embeddings_are_kept_in_a_byte_bounded_cache() -> None:
         scorer.text_embeddings([f"bloat {i}"])
     assert scorer._texts.bytes <= 0.25 * 2 ** 20
     assert len(scorer._texts) == (0.25 * 2 ** 20) // (512 * 4)
+
+
+def test_a_map_larger_than_its_half_of_the_cache_is_not_kept_and_instances_stay() -> None:
+    from graft_vqa.config import FindConfig
+    from graft_vqa.core.tiles import load_tile
+    from graft_vqa.image_patch import ImagePatch, PatchContext
+
+    tile = load_tile(np.zeros((1024, 1024, 3), np.uint8), gsd_m=1.0)  # a 4 MB map
+    context = PatchContext(tile=tile, scorer=BlobScorer(), config=FindConfig(refine="none"), cache_mb=4.0)
+    root = ImagePatch(tile, context=context)
+    first = root.find("car")
+    assert context._maps.bytes == 0 and len(context._found) == 1  # the map was too big to keep
+    for i in range(50):
+        root.find(f"other {i}")
+    assert context.cached_bytes <= 4 * 2 ** 20 and len(context._found) == 51  # packed instances are small
+    assert [p.box for p in root.find("car")] == [p.box for p in first]
