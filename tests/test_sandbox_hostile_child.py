@@ -105,7 +105,7 @@ def test_a_hostile_child_gets_an_execution_never_an_exception(behaviour: Child, 
     result = sandbox.run(P("return 1"), FakePatch(), timeout_s=1.0, zygote=HostileZygote(behaviour))
     assert isinstance(result, sandbox.Execution)
     assert (result.status, message in (result.error or "")) == (status, True), (result.status, result.error)
-    assert result.elapsed_s < 3.0
+    assert result.elapsed_s < 15.0  # the 1 s wall clock, not the trickle or the 30 s silence
     assert FakePatch.secret_calls == 0
 
 

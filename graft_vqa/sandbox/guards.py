@@ -28,19 +28,19 @@ This module imports only the standard library and RestrictedPython: the zygote l
 """
 from __future__ import annotations
 
-import _string
 import ast
 import builtins
 import math
 import operator
-import string
 import sys
 import types
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
 from RestrictedPython import compile_restricted_exec
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer, copy_locations
+
+from .formatting import SafeFormatter
 
 PROGRAM_FILENAME = "<program>"
 """The file name programs are compiled under; frames with it are the program's own."""
@@ -285,37 +285,6 @@ def _allowed_base(base: Any) -> bool:
     """True for the bases a program class may have: object, program classes, the exceptions."""
     return (base is object or type(base) is SandboxClass
             or any(base is exc for exc in _BASE_EXCEPTIONS))
-
-
-class SafeFormatter(string.Formatter):
-    """``str.format`` without attribute or index access inside fields.
-
-    ``"{:.1f} m2".format(x)``, ``"{0}/{1}"``, ``"{name!r:>8}"``, nested specs (``"{:{w}}"``) and
-    ``format_map`` work as in Python; ``"{0.attr}"`` and ``"{0[k]}"`` call ``deny`` (the field
-    syntax would otherwise read attributes and items past the sandbox's guards).
-    """
-
-    def __init__(self, deny: Callable[[str], Any]) -> None:
-        self._deny = deny
-
-    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        first, rest = _string.formatter_field_name_split(field_name)
-        for _ in rest:
-            return self._deny(f"attribute and index access inside a format field ({{{field_name}}}) "
-                              "is not allowed; compute the value first, then format it, "
-                              "e.g. '{:.1f}'.format(patch.area_m2)")
-        return self.get_value(first, args, kwargs), first
-
-    def bound(self, text: str, name: str) -> Callable[..., str]:
-        """``text.format`` (``name == "format"``) or ``text.format_map`` going through this formatter."""
-        if name == "format":
-            def format(*args: Any, **kwargs: Any) -> str:
-                return self.vformat(text, args, kwargs)
-            return format
-
-        def format_map(mapping: Mapping[str, Any]) -> str:
-            return self.vformat(text, (), mapping)
-        return format_map
 
 
 _MATH_NAMES = {k: v for k, v in vars(math).items() if not k.startswith("_")}

@@ -16,14 +16,11 @@ malformed, makes :func:`run` raise.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import signal
 import socket
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +28,7 @@ from ..api import CostExceeded, CostMeter, api_members, metered
 from ..core.errors import SandboxError
 from ..core.text import clean_text, clean_value
 from .child import report_limit
+from .code_cache import CODE_CACHE
 from .confine import CONFINEMENT_FAILED
 from .process import Zygote, default_zygote
 from .wire import (HANDLE_KEY, PeerClosed, TooLarge, WireError, WireTimeout, from_plain, kb,
@@ -57,42 +55,6 @@ MAX_ERROR_CHARS = 2000
 _PROGRAM_FRAME = re.compile(r'File "<program>", line (\d+)')
 
 
-class _CodeCache:
-    """Restricted-compiled programs (marshalled, base64) by source, as children sent them before
-    running the program, bounded in bytes; a program run again skips compilation in its child."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes  # most bytes of marshalled code kept
-        self._data: OrderedDict[str, str] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(source: str) -> str:
-        return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
-
-    def get(self, source: str) -> str | None:
-        with self._lock:
-            key = self.key(source)
-            code = self._data.get(key)
-            if code is not None:
-                self._data.move_to_end(key)
-            return code
-
-    def put(self, source: str, code: str) -> None:
-        if len(code) > self.max_bytes:
-            return
-        with self._lock:
-            key = self.key(source)
-            old = self._data.pop(key, None)
-            self._bytes += len(code) - (len(old) if old else 0)
-            self._data[key] = code
-            while self._bytes > self.max_bytes:
-                self._bytes -= len(self._data.popitem(last=False)[1])
-
-
-CODE_CACHE = _CodeCache(4 << 20)
-"""The process-wide cache of compiled programs (4 MB)."""
 
 
 @dataclass
