@@ -29,7 +29,7 @@ class BlobScorer:
     def score_maps(self, tile, queries):
         maps = np.zeros((len(queries), tile.height, tile.width), dtype=np.float32)
         for i, name in enumerate(queries):
-            rng = np.random.default_rng(abs(hash(name)) % (2 ** 32))
+            rng = np.random.default_rng(sum(map(ord, name)) * 7919)  # str hashes change per process
             for r, c in rng.integers(0, [tile.height - 12, tile.width - 12], size=(4, 2)):
                 maps[i, r:r + 10, c:c + 10] = 0.5
         return maps
@@ -109,12 +109,13 @@ def test_a_name_used_twice_in_one_program_is_scored_once_when_there_is_room(tmp_
             return super().score_maps(tile, queries)
 
     source = ("def execute_command(image_patch):\n"
-              "    return image_patch.count('car') + image_patch.count('car') + len(image_patch.find('car'))\n")
+              "    counts = [image_patch.count('car'), image_patch.count('car'), len(image_patch.find('car'))]\n"
+              "    return len(set(counts)) == 1 and counts[0] > 0\n")
     config = EngineConfig(cache_dir=str(tmp_path / "p"), gsd_m=1.0)
     config.find.refine = "none"
     engine = Engine(scorer=Counting(), planner=FixedPlanner(source), config=config)
     answer = engine.ask(np.zeros((256, 256, 3), np.uint8), "q")
-    assert answer.error is None and answer.value == 12 and Counting.calls == ["car"]
+    assert answer.error is None and answer.value is True and Counting.calls == ["car"]
 
 
 class _Texts:
