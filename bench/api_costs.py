@@ -67,14 +67,14 @@ def main() -> None:
 
     def trace() -> None:
         for inst in insts:
-            _ = ImagePatch(tile, inst.mask, inst.box, context=ctx).polygon_px
+            _ = ImagePatch(tile, inst, context=ctx).polygon_px
 
     us = per_call_us(trace) / max(1, len(insts))
     box_px = float(np.mean([(i.box[2] - i.box[0]) * (i.box[3] - i.box[1]) for i in insts]))
     charged = COSTS.patch_traced + box_px * COSTS.pixel_traced
     rows.append((f"outline traced ({box_px:.0f} px box)", us, charged, "per patch"))
 
-    geoms = np.array([ImagePatch(tile, i.mask, i.box, context=ctx).polygon_px for i in insts], dtype=object)
+    geoms = np.array([ImagePatch(tile, i, context=ctx).polygon_px for i in insts], dtype=object)
     a, b = np.repeat(geoms, len(geoms)), np.tile(geoms, len(geoms))
     us = per_call_us(lambda: shapely.distance(a, b))
     rows.append(("exact outline distance", us / len(a), COSTS.pair_checked, "per pair"))
@@ -83,7 +83,7 @@ def main() -> None:
     us = per_call_us(lambda: tile.area_m2(mask))
     rows.append(("area of a mask", us / pixels, COSTS.pixel_masked, "per tile pixel"))
 
-    patches = [ImagePatch(tile, i.mask, i.box, context=ctx) for i in insts] * 20
+    patches = [ImagePatch(tile, i, context=ctx) for i in insts] * 20
     meter = CostMeter(1e15)
     with metered(meter):
         ctx_patch = patches[0]

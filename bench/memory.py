@@ -3,8 +3,9 @@
 Usage: ``python bench/memory.py [--names 195] [--unbounded]``. For the 515x403 example tile and a
 2048x2048 tile, asks one question whose program calls ``find('bloat ' + str(i))`` for ``--names``
 names and prints what the host still holds afterwards: Python and numpy allocations
-(``tracemalloc``) and the resident set (RSS). ``--unbounded`` makes the find cache as large as the
-whole run (what the review measured before the caches were bounded). Target: < 20 MB retained.
+(``tracemalloc``) and the resident set (RSS). ``--unbounded`` keeps what a question cached instead of
+trimming it to ``find_cache_mb`` when the question ends (the caches' working bounds, 512 MB of maps
+and 256 MB of instances per tile, still apply). Target: < 20 MB retained.
 """
 from __future__ import annotations
 
@@ -86,12 +87,12 @@ def measure(image: object, names: int, unbounded: bool, cache_dir: str) -> tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", type=int, default=195, help="distinct names the program finds")
-    parser.add_argument("--unbounded", action="store_true", help="a find cache as large as the run")
+    parser.add_argument("--unbounded", action="store_true", help="no trim when a question ends")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for label, image in (("515x403 example tile", EXAMPLE), ("2048x2048 tile", np.zeros((2048, 2048, 3), np.uint8))):
             traced, rss, seconds, status = measure(image, args.names, args.unbounded, tmp)
-            print(f"{label:22s} {args.names} names{' (unbounded cache)' if args.unbounded else ''}: "
+            print(f"{label:22s} {args.names} names{' (no trim)' if args.unbounded else ''}: "
                   f"retained {traced:7.1f} MB traced, RSS {rss:+7.1f} MB   ({seconds:.1f} s, {status}; "
                   "target: < 20 MB)")
 

@@ -17,6 +17,7 @@ from graft_vqa.api import CostMeter, metered
 from graft_vqa.config import FindConfig
 from graft_vqa.core.tiles import load_tile
 from graft_vqa.image_patch import COSTS, RELATIONS, ImagePatch, PatchContext
+from graft_vqa.perception.instances import Instance
 
 SIDE = 512
 
@@ -99,7 +100,7 @@ def _random_patches(rng: random.Random, tile, ctx, n: int) -> list[ImagePatch]:
         mask[top:top + rng.randrange(1, 10), left:left + rng.randrange(1, 10)] = True
         if rng.random() < 0.1:
             mask[:] = False  # an empty instance
-        out.append(ImagePatch(tile, mask, None if mask.any() else (0, 0, 0, 0), context=ctx))
+        out.append(ImagePatch(tile, Instance.from_mask(mask, (top, left), 0.5), context=ctx))
     return out
 
 

@@ -133,17 +133,27 @@ def test_text_embeddings_are_kept_in_a_byte_bounded_cache() -> None:
     assert len(scorer._texts) == (0.25 * 2 ** 20) // (512 * 4)
 
 
-def test_a_map_larger_than_its_half_of_the_cache_is_not_kept_and_instances_stay() -> None:
+def test_the_caches_are_trimmed_when_a_question_ends_and_instances_stay() -> None:
     from graft_vqa.config import FindConfig
     from graft_vqa.core.tiles import load_tile
     from graft_vqa.image_patch import ImagePatch, PatchContext
 
+    class Counting(BlobScorer):
+        calls: list[str] = []
+
+        def score_maps(self, tile, queries):
+            Counting.calls.extend(queries)
+            return super().score_maps(tile, queries)
+
     tile = load_tile(np.zeros((1024, 1024, 3), np.uint8), gsd_m=1.0)  # a 4 MB map
-    context = PatchContext(tile=tile, scorer=BlobScorer(), config=FindConfig(refine="none"), cache_mb=4.0)
-    root = ImagePatch(tile, context=context)
+    context = PatchContext(tile=tile, scorer=Counting(), config=FindConfig(refine="none"), retain_mb=4.0)
+    root = ImagePatch(tile, context=context, root=True)
     first = root.find("car")
-    assert context._maps.bytes == 0 and len(context._found) == 1  # the map was too big to keep
     for i in range(50):
         root.find(f"other {i}")
-    assert context.cached_bytes <= 4 * 2 ** 20 and len(context._found) == 51  # packed instances are small
-    assert [p.box for p in root.find("car")] == [p.box for p in first]
+    assert context.cached_bytes > 50 * 4 * 2 ** 20  # while the question runs, there is room
+    context.end_question()
+    assert context.cached_bytes <= 4 * 2 ** 20 and context._maps.bytes == 0  # maps (4 MB each) do not fit
+    assert len(context._found) == 51  # the instances (a few hundred bytes each) all do
+    calls = len(Counting.calls)
+    assert [p.box for p in root.find("car")] == [p.box for p in first] and len(Counting.calls) == calls

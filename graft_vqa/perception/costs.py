@@ -17,7 +17,7 @@ class ApiCosts:
 
     text_encoded: float = 20_000.0  # per name or option whose text a score needs (the text tower)
     pixel_scored: float = 0.01  # per tile pixel of a score map for a name not cached (map, resize)
-    pixel_segmented: float = 0.05  # per pixel of the box find thresholds and labels for a new (box, name)
+    pixel_segmented: float = 0.02  # per pixel of the box find thresholds and labels for a new (box, name)
     instance_refined: float = 100_000.0  # per component SAM refines (a prompt through SAM's decoder)
     patch_traced: float = 1_000.0  # per patch outline traced (once per patch object)
     pixel_traced: float = 0.05  # per pixel of a patch's box traced into its outline
