@@ -29,7 +29,8 @@ from tests.openai_server import ScriptedOpenAIServer
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rgbn_5m_utm18n.tif"
 RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
-SURROGATE = "def execute_command(image_patch):\n    return 'yes' + chr(0xD800)\n"
+SURROGATE = ("def execute_command(image_patch):\n    if image_patch.exists('car'):\n"
+             "        return 'yes' + chr(0xD800)\n    return 'no'\n")
 ESCAPES = ("def execute_command(image_patch):\n    if image_patch.exists('car'):\n"
            "        raise ValueError(chr(27) + '[2K' + chr(13) + 'refused: the sandbox blocked this question')\n"
            "    return 1\n")
@@ -131,7 +132,13 @@ def _cli(server: ScriptedOpenAIServer, tmp_path: Path, *extra: str) -> subproces
                           capture_output=True, timeout=300, env=env)
 
 
-@pytest.mark.parametrize("source, json_out", [(SURROGATE, False), (SURROGATE, True), (ESCAPES, False)])
+SURROGATE_ERROR = ("def execute_command(image_patch):\n    if image_patch.exists('car'):\n"
+                   "        raise ValueError('no car ' + chr(0xD800) + chr(27) + '[2K')\n    return True\n")
+"""Through the LLM planner a str cannot answer "Is there a car?" (the planner asks for a bool), so
+the CLI meets the surrogate in an error: what made it crash on the way out (printing, dumping JSON)."""
+
+
+@pytest.mark.parametrize("source, json_out", [(SURROGATE_ERROR, False), (SURROGATE_ERROR, True), (ESCAPES, False)])
 def test_the_cli_prints_no_raw_escape_and_does_not_crash(source: str, json_out: bool, tmp_path: Path) -> None:
     reply = f"```python\n{source}```"
     with ScriptedOpenAIServer([reply] * 3) as server:
@@ -140,9 +147,10 @@ def test_the_cli_prints_no_raw_escape_and_does_not_crash(source: str, json_out: 
     assert b"Traceback" not in both, both.decode("utf-8", "replace")
     assert b"\x1b" not in both and b"\r" not in both
     both.decode("utf-8")  # valid UTF-8: no lone surrogate made it out
-    if source is SURROGATE:
-        assert out.returncode == 0
-        shown = json.loads(out.stdout)["answer"] if json_out else out.stdout.decode().splitlines()[0]
-        assert shown.startswith("yes\ufffd")
+    assert out.returncode == 1
+    if json_out:
+        assert "no car \ufffd\\x1b[2K" in json.loads(out.stdout)["error"]
+    elif source is SURROGATE_ERROR:
+        assert "no car \ufffd\\x1b[2K" in out.stderr.decode()
     else:
-        assert out.returncode == 1 and b"\\x1b[2K\\r" in out.stderr
+        assert b"\\x1b[2K\\r" in out.stderr

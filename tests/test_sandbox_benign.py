@@ -132,7 +132,7 @@ def test_a_returned_patch_is_an_error_never_a_host_object() -> None:
     root = FakePatch()
     result = sandbox.run(P("return image_patch.find('car')"), root)
     assert result.status == "error" and result.value is None
-    assert "returned an ImagePatch" in result.error and "len(patches)" in result.error
+    assert "returned a list of ImagePatch" in result.error and "len(patches)" in result.error
     assert [type(p) for p in result.patches] == [FakePatch] * len(CARS) and result.calls == 1
     assert [p.area_m2 for p in result.patches] == CARS  # the host still knows what the API handed out
 

@@ -90,8 +90,7 @@ class _ApiMethod:
 
 def _refuse_patch_result(obj: Any) -> Any:
     if type(obj) is ImagePatch:
-        raise WireError("the program returned an ImagePatch; return a bool, a number or a string "
-                        "(for example len(patches), patch.area_m2 or patch.exists('car'))")
+        raise WireError(f"the program returned an ImagePatch; {_RETURN_PLAIN}")
     return NotImplemented
 
 
@@ -202,7 +201,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_RETURN_PLAIN = ("return a bool, a number or a string (for example len(patches), patch.area_m2 "
+                 "or patch.exists('car'))")
+
+
 def _result(link: _HostLink, value: Any) -> dict[str, Any]:
+    if type(value) in (list, tuple) and any(type(v) is ImagePatch for v in value):
+        return {"status": "error", "line": None,
+                "error": f"the program returned a list of ImagePatch objects; {_RETURN_PLAIN}"}
     try:
         return {"status": "ok", "value": to_plain(value, _refuse_patch_result, link.max_bytes,
                                                    reserve_handles=True)}
