@@ -8,6 +8,10 @@ or Shapefile by extension, one feature per detection with ``label``, ``score``, 
 ``perimeter_m`` (``perim_m`` in Shapefiles), ``refined``, ``question`` and ``answer``; GeoJSON as
 above, the other formats in the raster's CRS unless ``crs=`` reprojects. Images without
 georeferencing keep pixel coordinates (column, row from the top-left corner) and say so.
+
+Every string in an answer is clean (``core.text.clean_text``): a program or the model that wrote
+it cannot put a lone surrogate (``model_dump_json`` would fail) or a terminal escape sequence in
+what the CLI, the app or an evaluation record shows.
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+
+from graft_vqa.core.text import clean_text, clean_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from shapely.geometry.base import BaseGeometry
@@ -41,6 +47,11 @@ class Detection(BaseModel):
     polygons_px: list[list[Ring]] = Field(default_factory=list)  # polygons, each [exterior, *holes]
     geometry: dict[str, Any] | None = None  # GeoJSON geometry in the tile's CRS, when georeferenced
     refined: bool = False  # True when SAM refined the mask
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _clean_name(cls, value: str) -> str:
+        return clean_text(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -70,6 +81,8 @@ class Answer(BaseModel):
     value. A failed program sets ``error`` and never answers "no".
     """
 
+    model_config = ConfigDict(validate_assignment=True)  # strings stay clean when a field is set later
+
     question: str = ""
     answer: str  # short normalised string
     value: Union[bool, int, float, str, None] = None  # typed value (None when the program failed)
@@ -81,6 +94,31 @@ class Answer(BaseModel):
     error: str | None = None  # set when planning or running failed
     status: str = "ok"  # the sandbox status: ok, refused, timeout, memory, error, not_understood
     crs: str | None = None  # the tile's CRS (WKT or EPSG string) for the GeoJSON export
+
+    @field_validator("question", "answer", "status", mode="after")
+    @classmethod
+    def _clean_line(cls, value: str | None) -> str | None:
+        return None if value is None else clean_text(value)
+
+    @field_validator("program", "error", mode="after")
+    @classmethod
+    def _clean_text(cls, value: str | None) -> str | None:
+        return None if value is None else clean_text(value, keep_newlines=True)
+
+    @field_validator("value", mode="after")
+    @classmethod
+    def _clean_value(cls, value: Any) -> Any:
+        return clean_text(value) if isinstance(value, str) else value
+
+    @field_validator("warnings", mode="after")
+    @classmethod
+    def _clean_warnings(cls, value: list[str]) -> list[str]:
+        return [clean_text(w, keep_newlines=True) for w in value]
+
+    @field_validator("timings", mode="after")
+    @classmethod
+    def _clean_timings(cls, value: dict[str, float]) -> dict[str, float]:
+        return clean_value(value)
 
     @property
     def ok(self) -> bool:

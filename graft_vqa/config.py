@@ -82,8 +82,14 @@ class EngineConfig:
     find: FindConfig = setting(help="find settings", default_factory=FindConfig, cli=False)
     scene_pixels: int = setting(64_000_000, "rasters with more pixels than this are answered through a scene plan")
     scene: SceneConfig = setting(help="scene settings", default_factory=SceneConfig, cli=False)
-    sandbox_timeout_s: float = setting(30.0, "wall-clock limit per program, in seconds")
+    sandbox_timeout_s: float = setting(30.0, "wall-clock limit per program in seconds, API calls included")
+    sandbox_cpu_s: float = setting(3.0, "CPU seconds of the program's own work (runaway loops end here)")
     sandbox_call_budget: int = setting(200, "ImagePatch calls per program")
+    sandbox_cost_budget: float = setting(
+        20_000_000.0, "cost units of API work per program (pixels scored, instances refined, pairs checked; "
+        "about 1 µs of host work each)")
+    find_cache_mb: float = setting(16.0, "score maps and found instances a tile keeps between questions, in MB "
+                                         "(least recently used first out; more while a question runs)")
     planner_attempts: int = setting(3, "LLM planner: attempts with the error fed back")
     planner_samples: int = setting(1, "LLM planner: programs sampled and run per question; the majority answer "
                                       "wins (self-consistency; 3 helps small local models, 1 for hosted ones)")

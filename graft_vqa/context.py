@@ -3,6 +3,11 @@
 Models, find settings, the map source (a whole tile, or a scene window by window), the area of
 interest, byte-bounded caches of score maps and instances, warnings said once, and the finds of the
 current question (they become the answer's detections).
+
+While a question runs the caches may grow to ``MAPS_BYTES`` and ``FOUND_BYTES``; when it is
+answered (``end_question``) they are trimmed to ``retain_mb``, least recently used first, so names a
+program used once do not outlive it unless there is room. Work done for a program is charged to it
+(``graft_vqa.api.charge``, ``perception.costs.COSTS``) before it is done.
 """
 from __future__ import annotations
 
@@ -13,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from graft_vqa.answer import Detection
+from graft_vqa.api import charge
 from graft_vqa.config import FindConfig
 from graft_vqa.core.aoi import AOI
 from graft_vqa.core.lru import LRU
+from graft_vqa.perception.costs import COSTS
 from graft_vqa.perception.instances import Box, Instance, area_m2, paste
 from graft_vqa.perception.protocols import MapSource, Refiner, Scorer
 from graft_vqa.perception.tile_maps import TileMaps
@@ -46,6 +53,7 @@ class PatchContext:
     sam_missing: str = SAM_MISSING  # said when refine="sam" but refiner is None (the engine says why)
     aoi: AOI | None = None  # the area of interest: instances whose centroid lies inside, areas clipped to it
     source: MapSource | None = None  # where maps and instances come from; None: the whole tile (TileMaps)
+    retain_mb: float = 16.0  # maps and instances kept between questions, half each (trimmed by end_question)
     _maps: LRU = field(default_factory=lambda: LRU(max_bytes=MAPS_BYTES), repr=False)  # name -> scores
     _found: LRU = field(default_factory=lambda: LRU(max_bytes=FOUND_BYTES, sizeof=_instances_bytes), repr=False)
     _question: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)  # this question's finds
@@ -73,10 +81,18 @@ class PatchContext:
             for name, scores in zip(missing, self.source.score_maps(missing)):
                 self._maps.put(name, scores)
 
+    @property
+    def cells(self) -> int:
+        """Cells of the map grid (pixels for a whole tile)."""
+        scale = self.scale
+        return -(-int(self.tile.height) // scale) * -(-int(self.tile.width) // scale)
+
     def score_map(self, name: str) -> np.ndarray:
         """Scores of ``name`` on the map grid (``scale`` pixels per cell), computed once while cached."""
         scores = self._maps.get(name)
         if scores is None:
+            charge(COSTS.text_encoded, "texts encoded")
+            charge(self.cells * COSTS.pixel_scored, "pixels scored")
             scores = self._maps.put(name, self.source.score_maps([name])[0])
         return scores
 
@@ -94,7 +110,10 @@ class PatchContext:
             search = box
             if self.aoi is not None and box == self.aoi.box:
                 search = (0, 0, self.tile.width, self.tile.height)
-            found = self.source.find(self.score_map(name), search, self.config, self.refiner, name=name)
+            score_map = self.score_map(name)
+            charge(_box_cells(search, self.scale) * COSTS.pixel_segmented, "pixels segmented")
+            refiner = None if self.refiner is None else _ChargedRefiner(self.refiner)
+            found = self.source.find(score_map, search, self.config, refiner, name=name)
             if self.aoi is not None:
                 found = [i for i in found if self.aoi.contains_px(*i.centroid())]
             self._found.put(key, found)
@@ -107,6 +126,7 @@ class PatchContext:
 
     def area(self, box: Box, crop: np.ndarray, scale: int, clip: bool = True) -> float:
         """Ground area of a crop over ``box``; with ``clip``, only its part inside the AOI."""
+        charge(crop.size * COSTS.pixel_masked, "pixels masked")
         if clip and self.aoi is not None:
             crop = crop & self.aoi.mask(box, scale)
         return area_m2(self.row_areas(box[1], box[3]), box, crop, scale)
@@ -125,6 +145,7 @@ class PatchContext:
             fine = min(i.scale for i in group)
             cells = (box[2] - box[0]) * (box[3] - box[1]) // (fine * fine)
             scale = fine if cells <= UNION_CELLS else max(i.scale for i in group)
+            charge(_box_cells(box, scale) * COSTS.pixel_masked, "pixels masked")
             union = np.zeros(_grid_shape(box, scale), dtype=bool)
             for inst in group:
                 union |= paste(inst, box, scale)
@@ -142,9 +163,39 @@ class PatchContext:
         """Start a new question: ``question_detections`` restarts empty (caches are kept)."""
         self._question = {}
 
+    def end_question(self) -> None:
+        """The question is answered: drop its patches, and trim the caches to ``retain_mb``."""
+        self._question = {}
+        half = int(self.retain_mb * (1 << 19))
+        self._maps.trim(half)
+        self._found.trim(half)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes the score-map and instance caches hold now (for tests and benchmarks)."""
+        return self._maps.bytes + self._found.bytes
+
     def question_detections(self) -> list[Detection]:
         """The detections of the ``find`` calls made since ``begin_question``."""
         return [p.detection() for patches in self._question.values() for p in patches]
+
+
+class _ChargedRefiner:
+    """A refiner that charges each component it is about to refine (SAM is the costliest step)."""
+
+    def __init__(self, refiner: Refiner) -> None:
+        self._refiner = refiner
+
+    def refine(self, tile: Any, instances: list[Instance], **kwargs: Any) -> list[Instance]:
+        charge(len(instances) * COSTS.instance_refined, "instances refined")
+        return self._refiner.refine(tile, instances, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._refiner, name)
+
+
+def _box_cells(box: Box, scale: int) -> int:
+    return max(0, -(-(box[2] - box[0]) // scale)) * max(0, -(-(box[3] - box[1]) // scale))
 
 
 def _grid_shape(box: Box, scale: int) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from graft_vqa.coerce import coerce
 from graft_vqa.config import EngineConfig
 from graft_vqa.core.errors import ConfigError, PlannerError, ProgramError, QuestionNotUnderstoodError
 from graft_vqa.core.lru import LRU
+from graft_vqa.core.memory import release_free_memory
 from graft_vqa.perception.protocols import Refiner, Scorer
 from graft_vqa.planner.program import Planner, Program
 from graft_vqa.planner.queries import program_queries
@@ -137,7 +138,8 @@ class Engine:
 
             source = SceneMaps(tile, self.scorer, self.config.scene, aoi=aoi, progress=self.progress)
         context = PatchContext(tile=tile, scorer=self.scorer, refiner=refiner, config=self.config.find,
-                               sam_missing=self._sam_missing or SAM_MISSING, aoi=aoi, source=source)
+                               sam_missing=self._sam_missing or SAM_MISSING, aoi=aoi, source=source,
+                               retain_mb=self.config.find_cache_mb)
         box = None if aoi is None else aoi.box
         return ImagePatch(tile, box=box, context=context, root=True)
 
@@ -185,8 +187,9 @@ class Engine:
         from graft_vqa import sandbox
 
         root.context.begin_question()
-        execution = sandbox.run(source, root, timeout_s=self.config.sandbox_timeout_s,
-                                call_budget=self.config.sandbox_call_budget)
+        c = self.config
+        execution = sandbox.run(source, root, timeout_s=c.sandbox_timeout_s, cpu_s=c.sandbox_cpu_s,
+                                call_budget=c.sandbox_call_budget, cost_budget=c.sandbox_cost_budget)
         self._last_run = (source, id(root), execution)
         return execution
 
@@ -195,7 +198,11 @@ class Engine:
         """Answer ``question`` about ``image``, inside the area of interest ``aoi`` when given (a shapely
         geometry, a GeoJSON-like dict or a vector file, in ``aoi_crs``). Failures come back as an
         :class:`Answer` with ``error`` set (bad input, such as a missing tile, missing weights or an AOI
-        outside the raster, raises a :class:`GraftVQAError`)."""
+        outside the raster, raises a :class:`GraftVQAError`).
+
+        Once the answer is made, the question's patches are let go, the tile's caches trimmed to
+        ``config.find_cache_mb`` and freed memory returned to the system: a program's finds outlive it
+        only while there is room."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         rejected = self._reject_early(question, timings)
@@ -203,6 +210,14 @@ class Engine:
             return rejected
         root = self.image_patch(image, aoi=aoi, aoi_crs=aoi_crs)
         timings["load_s"] = time.perf_counter() - start - timings.get("plan_s", 0.0)
+        try:
+            return self._ask(root, question, start, timings)
+        finally:
+            self._last_run = None
+            root.context.end_question()
+            release_free_memory()
+
+    def _ask(self, root: ImagePatch, question: str, start: float, timings: dict[str, float]) -> Answer:
         self._last_run = None  # a new question: nothing ran for it yet
         try:
             t0 = time.perf_counter()

@@ -8,6 +8,11 @@ Only members marked with :func:`graft_vqa.api.api` are reachable from a program.
 With an area of interest (AOI), the root patch is the AOI's bounding window and its ``area_m2`` the
 AOI's area; ``find`` keeps the instances whose centroid lies inside the AOI, and areas count only
 their part inside it.
+
+Every API member charges its work with :func:`graft_vqa.api.charge` before doing it
+(``perception.costs.COSTS``), so the sandbox can stop a program whose API use would cost too much
+before the host does the work. ``filter_related`` relates lists through an STRtree and two extremes
+per list (``perception.relations``), not pair by pair.
 """
 from __future__ import annotations
 
@@ -20,12 +25,14 @@ from affine import Affine
 from shapely.geometry import mapping
 
 from graft_vqa.answer import Detection
-from graft_vqa.api import api
+from graft_vqa.api import api, charge
 from graft_vqa.context import SAM_MISSING, PatchContext
 from graft_vqa.core.errors import AreaUnavailableError, GraftVQAError
 from graft_vqa.perception import geometry
 from graft_vqa.perception.components import threshold_value
+from graft_vqa.perception.costs import COSTS
 from graft_vqa.perception.instances import Box, Instance, paste
+from graft_vqa.perception.relations import NEXT_TO_GAP_PX, centre_relation, next_to_any
 
 __all__ = ["IMAGE_SIDE", "RELATIONS", "SAM_MISSING", "ImagePatch", "PatchContext"]
 
@@ -104,6 +111,7 @@ class ImagePatch:
             raise GraftVQAError("best_text_match needs at least one option, e.g. ['rural', 'urban']")
         scorer, tile = self.context.scorer, self.tile
         if hasattr(scorer, "score_image"):
+            charge(len(options) * COSTS.text_encoded, "texts encoded")
             if self.box != (0, 0, tile.width, tile.height):
                 left, top, right, bottom = self.box
                 tile = tile.read_window(left, top, right - left, bottom - top, max_side=IMAGE_SIDE)
@@ -226,7 +234,9 @@ class ImagePatch:
 
         Example: `image_patch.find("pool")[0].shape == "circular"`
         """
-        return geometry.shape_label(self._as_instance().crop)
+        crop = self._as_instance().crop
+        charge(crop.size * (COSTS.pixel_masked + COSTS.pixel_traced), "pixels masked")
+        return geometry.shape_label(crop)
 
     # --- relations -------------------------------------------------------------------------
     @api
@@ -256,6 +266,7 @@ class ImagePatch:
         Example: `house.distance_m(road) < 50`
         """
         a, b = self._metric_polygon(), other._metric_polygon()
+        charge(COSTS.pair_checked, "pairs checked")
         if a is None or b is None:
             raise AreaUnavailableError("distances in metres need a georeferenced tile or gsd_m; "
                                        "pass gsd_m when loading this image")
@@ -268,7 +279,9 @@ class ImagePatch:
         Example: `any(b.is_next_to(r) for b in buildings for r in roads)`
         """
         if max_gap_m is None:  # 2 pixels, measured on the pixel grid (the same with or without a scale)
-            return float(self.polygon_px.distance(other.polygon_px)) <= 2.0 * (1 + 1e-9)
+            a, b = self.polygon_px, other.polygon_px
+            charge(COSTS.pair_checked, "pairs checked")
+            return float(a.distance(b)) <= NEXT_TO_GAP_PX
         return self.distance_m(other) <= float(max_gap_m) * (1 + 1e-9) + 1e-9  # float slack
 
     @api
@@ -283,9 +296,18 @@ class ImagePatch:
         if relation not in RELATIONS:
             raise ValueError(f"unknown relation {relation!r}; use one of: {', '.join(RELATIONS)}")
         kind = type(self)
-        if not all(isinstance(p, kind) for p in [*patches, *others]):
+        if not isinstance(patches, list) or not isinstance(others, list) or not all(
+                isinstance(p, kind) for p in [*patches, *others]):
             raise TypeError("filter_related takes two lists of ImagePatch (from find) and a relation name")
-        return [p for p in patches if any(o is not p and getattr(p, relation)(o) for o in others)]
+        charge((len(patches) + len(others)) * COSTS.patch_related, "patches related")
+        if not patches or not others:
+            return []
+        if not isinstance(self, ImagePatch):  # a stand-in class borrowing this method: every pair
+            charge(len(patches) * len(others) * COSTS.pair_checked, "pairs checked")
+            return [p for p in patches if any(o is not p and getattr(p, relation)(o) for o in others)]
+        if relation == "is_next_to":
+            return next_to_any(patches, others)
+        return centre_relation(patches, relation, others)
 
     # --- geometry and export -----------------------------------------------------------------
     @functools.cached_property
@@ -294,6 +316,7 @@ class ImagePatch:
         if self.instance is None:
             return geometry.box_polygon(self.box)
         inst = self.instance
+        charge(COSTS.patch_traced + inst.crop.size * COSTS.pixel_traced, "outlines traced")
         to_tile = Affine.translation(inst.box[0], inst.box[1]) @ Affine.scale(inst.scale)
         return geometry.mask_polygon(inst.crop, to_tile)
 
@@ -326,6 +349,7 @@ class ImagePatch:
         scale = self.context.scale
         score_map = self.context.score_map(name)
         left, top, right, bottom = self.box
+        charge(-(-(right - left) // scale) * -(-(bottom - top) // scale) * COSTS.pixel_masked, "pixels masked")
         cells = (left - left % scale, top - top % scale, right, bottom)
         region = paste(self._as_instance(), cells, scale)
         window = score_map[cells[1] // scale:cells[1] // scale + region.shape[0],

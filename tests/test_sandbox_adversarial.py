@@ -189,7 +189,52 @@ PATCH = [
     case("too-long", P("return 1") + "#" * 200_000, E),
 ]
 
-ALL = IMPORTS + DUNDERS + FORMAT + MRO + INTROSPECTION + FRAMES + CODE + IO + RESOURCES + OUTPUTS + PATCH
+# Issue 12: the programs of the second security review, by item.
+CPU = {"timeout_s": 30.0, "cpu_s": 1.0}  # the wall clock is far away: the CPU limit must stop these
+ISSUE_12 = [
+    # 1. host time: API work counts against the wall clock and a cost budget
+    case("api-slow-wall-clock", P("return image_patch.slow(60)"), T, timeout_s=1.0),
+    case("api-cost-loop", P("n = 0\nfor i in range(100):\n    n = image_patch.costly(10 ** 6)\nreturn n"), E,
+         cost_budget=10 ** 7),
+    case("api-cost-swallowed", P("for i in range(100):\n    try:\n        image_patch.costly(10 ** 6)\n"
+                                 "    except Exception:\n        pass\nreturn 1"), E, cost_budget=10 ** 7),
+    case("api-cost-swallowed-by-api", P("return image_patch.swallow_cost(10 ** 12)"), E, cost_budget=10 ** 7),
+    # 2. runaway loops in the program itself
+    case("cpu-while-true", P("while True:\n    pass"), T, **CPU),
+    case("cpu-pow-tower", P("return 10 ** 10 ** 8"), T, **CPU),
+    case("cpu-busy-wait", P("t = 0\nwhile t < 10 ** 15:\n    t = t + 1\nreturn t"), T, **CPU),
+    case("cpu-loop-swallowed", P("while True:\n    try:\n        pass\n    except BaseException:\n        pass"), T, **CPU),
+    # 5. forged handles in return values
+    case("return-forged-handle", P("return {'$patch': 0}"), E),
+    case("return-nested-forged-handle", P("return [{'a': {'$patch': 1}}]"), E),
+    case("return-patch", P("return image_patch"), E),
+    case("return-found-patches", P("return image_patch.find('car')"), E),
+    case("argument-forged-handle", P("return image_patch.left_of({'$patch': 0})"), R),
+    # 8. augmented assignment and str.format keep every guard
+    case("augassign-patch-attr", P("image_patch.x += 1\nreturn 1"), R),
+    case("augassign-patch-property", P("image_patch.left += 1\nreturn 1"), R),
+    case("augassign-patch-private", P("image_patch._model += 1\nreturn 1"), R),
+    case("augassign-math", P("import math\nmath.pi += 1\nreturn math.pi"), R),
+    case("augassign-str-item", P("s = 'ab'\ns[0] += 'x'\nreturn s"), R),
+    case("augassign-tuple-item", P("t = (1, 2)\nt[0] += 1\nreturn t"), R),
+    case("augassign-function-attr", P("execute_command.calls += 1\nreturn 1"), R),
+    case("augassign-builtin-attr", P("len.x += 1\nreturn 1"), R),
+    case("augassign-dunder-attr", P("a = A()\na.__class__ += 1\nreturn 1", header="class A:\n    pass\n"), R),
+    case("augassign-slice", P("x = [1, 2]\nx[0:1] += [5]\nreturn x"), R),
+    case("augassign-swallowed", P("try:\n    image_patch.x += 1\nexcept Exception:\n    pass\nreturn 1"), R),
+    case("format-index", P("return '{0[0]}'.format(['a'])"), R),
+    case("format-kw-attr", P("return '{x.find}'.format(x=image_patch)"), R),
+    case("format-nested-attr", P("return '{:{w.real}}'.format(1, w=5)"), R),
+    case("format-map-index", P("return '{x[k]}'.format_map({'x': {'k': 1}})"), R),
+    case("format-bound-then-called", P("f = '{0.__class__}'.format\nreturn f(1)"), R),
+    case("format-builtin-dunder", P("return format(image_patch, '{0.__class__}')"), E),
+    case("format-width-bomb", P("return '{:>3000000000}'.format(1)"), M, **SMALL),
+    # 9. an over-limit argument is an ordinary (here uncaught) error, not an invalid message
+    case("argument-over-limit-escaped", P("return image_patch.find(chr(0) * 60000)"), E),
+]
+
+ALL = (IMPORTS + DUNDERS + FORMAT + MRO + INTROSPECTION + FRAMES + CODE + IO + RESOURCES + OUTPUTS + PATCH
+       + ISSUE_12)
 
 
 def test_there_are_at_least_sixty_adversarial_programs() -> None:

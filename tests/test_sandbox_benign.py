@@ -77,6 +77,39 @@ BENIGN = [
          [True, False]),
     case("property-label", P("return [p.label for p in image_patch.find('tree')] + [image_patch.label]"),
          ["tree", "root"]),
+    # Issue 12, item 8: what LLMs write constantly.
+    case("augassign-dict-item", P("counts = {}\nfor name in ['car', 'tree', 'car']:\n    counts.setdefault(name, 0)\n"
+                                  "    counts[name] += image_patch.count(name)\nreturn counts"),
+         {"car": 2 * len(CARS), "tree": len(OBJECTS["tree"])}),
+    case("augassign-d-k-plus-one", P("d = {'a': 0}\nk = 'a'\nd[k] += 1\nd[k] += 1\nreturn d"), {"a": 2}),
+    case("augassign-nested-item", P("g = {'x': {'y': 1}, 'l': [[1, 2]]}\ng['x']['y'] *= 5\ng['l'][0][1] -= 2\n"
+                                    "g['l'][0] += [7]\nreturn g"), {"x": {"y": 5}, "l": [[1, 0, 7]]}),
+    case("augassign-list-item", P("areas = [p.area_m2 for p in image_patch.find('car')]\nfor i in range(len(areas)):\n"
+                                  "    areas[i] /= 2\nreturn areas"), [a / 2 for a in CARS]),
+    case("augassign-self-attr", P("c = Counter()\nfor p in image_patch.find('car'):\n    c.add(p.area_m2)\n"
+                                  "return [c.n, c.total]",
+                                  header="class Counter:\n    def __init__(self):\n        self.n = 0\n        self.total = 0.0\n"
+                                         "    def add(self, a):\n        self.n += 1\n        self.total += a\n"),
+         [len(CARS), sum(CARS)]),
+    case("augassign-class-attr", P("Seen.count += 1\nSeen.count += 1\nreturn Seen.count",
+                                   header="class Seen:\n    count = 0\n"), 2),
+    case("augassign-attr-item", P("b = Bag()\nb.items['car'] += image_patch.count('car')\nb.items['car'] **= 2\n"
+                                  "return b.items",
+                                  header="class Bag:\n    def __init__(self):\n        self.items = {'car': 1}\n"),
+         {"car": (1 + len(CARS)) ** 2}),
+    case("augassign-evaluates-once", P("calls = []\ndef key():\n    calls.append(1)\n    return 'k'\n"
+                                       "d = {'k': 1}\nd[key()] += 1\nreturn [d, len(calls)]"), [{"k": 2}, 1]),
+    case("str-format-spec", P("x = image_patch.find('car')[1].area_m2\nreturn '{:.1f}'.format(x)"), f"{CARS[1]:.1f}"),
+    case("str-format-m2", P("return '{:.1f} m2'.format(sum(p.area_m2 for p in image_patch.find('car')))"),
+         f"{sum(CARS):.1f} m2"),
+    case("fstring-spec", P("x = image_patch.find('tree')[0].area_m2\nreturn f'{x:.1f}'"), f"{OBJECTS['tree'][0]:.1f}"),
+    case("str-format-fields", P("return ['{} and {}'.format(1, 2), '{1}-{0}'.format('a', 'b'), "
+                                "'{n:>4d}|{s!r}'.format(n=7, s='x'), '{:{w}.{p}f}'.format(3.14159, w=7, p=2), "
+                                "'{{literal}} {}'.format(5), '{:,}'.format(1234567), '{:.0%}'.format(0.25)]"),
+         ["1 and 2", "b-a", "   7|'x'", "   3.14", "{literal} 5", "1,234,567", "25%"]),
+    case("format-map-and-builtin", P("return ['{name}: {n}'.format_map({'name': 'car', 'n': image_patch.count('car')}), "
+                                     "format(2.5, '.2f'), format(7, '03d'), format('x', '>3')]"),
+         [f"car: {len(CARS)}", "2.50", "007", "  x"]),
     case("proxy-equality", P("ps = image_patch.find('car')\nreturn [ps[0] == ps[0], ps[0] == ps[1], len({ps[0], ps[0]})]"),
          [True, False, 1]),
 ]
@@ -94,13 +127,14 @@ def test_benign_program_runs(source: str, expected: object) -> None:
     assert result.error is None
 
 
-def test_returned_patches_are_the_real_host_objects() -> None:
+def test_a_returned_patch_is_an_error_never_a_host_object() -> None:
+    # Issue 12, item 5: handles decode only where the API takes patches, never in a return value.
     root = FakePatch()
     result = sandbox.run(P("return image_patch.find('car')"), root)
-    assert result.status == "ok"
-    assert all(type(p) is FakePatch for p in result.value)
-    assert [p.area_m2 for p in result.value] == CARS
-    assert result.patches == result.value and result.calls == 1
+    assert result.status == "error" and result.value is None
+    assert "returned a list of ImagePatch" in result.error and "len(patches)" in result.error
+    assert [type(p) for p in result.patches] == [FakePatch] * len(CARS) and result.calls == 1
+    assert [p.area_m2 for p in result.patches] == CARS  # the host still knows what the API handed out
 
 
 def test_calls_are_counted_on_the_host() -> None:
@@ -133,7 +167,13 @@ def test_non_plain_api_result_becomes_a_catchable_error() -> None:
     assert result.status == "ok" and "cannot pass" in result.value and "_Model" in result.value
 
 
-def test_time_inside_api_calls_does_not_count_against_timeout() -> None:
-    result = sandbox.run(P("return [image_patch.slow(0.5) for i in range(3)]"), FakePatch(), timeout_s=1.0)
-    assert result.status == "ok", result.error
-    assert result.value == [0.5] * 3 and result.elapsed_s >= 1.5
+def test_time_inside_api_calls_counts_against_the_wall_clock_not_the_cpu_limit() -> None:
+    # Issue 12, items 1 and 2: timeout_s is one wall-clock limit, API calls included; cpu_s counts
+    # only the program's own work (waiting for the host costs it nothing).
+    src = P("return [image_patch.slow(0.5) for i in range(3)]")
+    stopped = sandbox.run(src, FakePatch(), timeout_s=1.0)
+    assert stopped.status == "timeout" and stopped.line == 2
+    assert "API calls included" in stopped.error and stopped.elapsed_s >= 1.0  # stopped during a call
+    waited = sandbox.run(src, FakePatch(), timeout_s=5.0, cpu_s=0.2)
+    assert waited.status == "ok", waited.error
+    assert waited.value == [0.5] * 3 and waited.elapsed_s >= 1.5

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from graft_vqa.api import api, api_members
+from graft_vqa.api import api, api_members, charge
 from graft_vqa.core.errors import AreaUnavailableError
 
 SECRET = "TOP-SECRET-MODEL-TOKEN-7f3a"
@@ -28,6 +28,7 @@ class FakePatch:
     """A fake ImagePatch: ``find(name)`` returns one child patch per area in ``OBJECTS[name]``."""
 
     secret_calls = 0  # how often the non-API method ran (must stay 0)
+    costly_calls = 0  # how often costly() ran to its end
     api_log: list[str] = []  # names of API members the host called, in order
 
     def __init__(self, objects: dict[str, list[float]] | None = None, area: float = 1000.0,
@@ -87,9 +88,29 @@ class FakePatch:
 
     @api
     def slow(self, seconds: float) -> float:
-        """Sleeps on the host (API time must not count against the program's timeout)."""
-        time.sleep(seconds)
+        """Sleeps on the host in 10 ms steps, charging nothing but honouring the deadline (as a
+        long API call does: each ``charge`` checks the program's wall clock)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            charge(0.0, "waiting")
+            time.sleep(min(0.01, max(0.0, end - time.monotonic())))
         return seconds
+
+    @api
+    def costly(self, units: float) -> int:
+        """Charges ``units`` of API cost before doing (no) work; returns how often it ran."""
+        charge(float(units), "pairs checked")
+        FakePatch.costly_calls += 1
+        return FakePatch.costly_calls
+
+    @api
+    def swallow_cost(self, units: float) -> str:
+        """Charges ``units`` but catches the limit, as careless API code might."""
+        try:
+            charge(float(units), "pixels scored")
+        except Exception:  # noqa: BLE001 - the point of this fake
+            return "swallowed"
+        return "charged"
 
     def secret(self) -> str:
         """Not part of the API."""
@@ -106,7 +127,7 @@ def program(body: str, header: str = "") -> str:
 def test_fake_patch_api_is_what_the_sandbox_will_allow() -> None:
     members = api_members(FakePatch)
     assert set(members) == {"find", "exists", "count", "area_m2", "label", "left_of", "fail",
-                            "opaque", "slow"}
+                            "opaque", "slow", "costly", "swallow_cost"}
     assert "secret" not in members and "scorer" not in members
     assert isinstance(members["area_m2"], property)
 

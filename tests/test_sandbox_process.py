@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,73 @@ def test_no_socket_leaks_when_spawn_fails(monkeypatch: pytest.MonkeyPatch) -> No
         sandbox.run(program("return 1"), FakePatch(), zygote=_BrokenZygote())  # type: ignore[arg-type]
     assert len(made) == 2
     assert [s.fileno() for s in made] == [-1, -1]  # both ends closed
+
+
+# --- children forked ahead, released and reaped; compiled programs cached ---------------------------
+
+
+def _children_of(pid: int) -> dict[int, str]:
+    """Child pid -> state letter (R, S, Z ...) of every child of process ``pid``."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == pid:
+            out[int(entry.name)] = stat[0]
+    return out
+
+
+def test_a_child_waits_ahead_and_finished_children_are_reaped(fresh_zygote: sandbox.Zygote) -> None:
+    zpid = fresh_zygote.hello["pid"]
+    for i in range(12):
+        result = sandbox.run(program(f"return {i}"), FakePatch(), zygote=fresh_zygote)
+        assert (result.status, result.value) == ("ok", i)
+    deadline = time.monotonic() + 20
+    while True:
+        fresh_zygote.finish(-1, kill=False)  # any request makes the zygote reap released children
+        states = list(_children_of(zpid).values())
+        if states.count("Z") == 0 and len(states) == 1:  # only the child forked ahead is left
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.05)
+
+
+def test_a_child_that_died_while_waiting_is_replaced(fresh_zygote: sandbox.Zygote) -> None:
+    zpid = fresh_zygote.hello["pid"]
+    assert sandbox.run(program("return 1"), FakePatch(), zygote=fresh_zygote).value == 1
+    deadline = time.monotonic() + 10
+    while not [p for p, s in _children_of(zpid).items() if s != "Z"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    waiting = [pid for pid, state in _children_of(zpid).items() if state != "Z"]
+    assert len(waiting) == 1
+    os.kill(waiting[0], 9)  # the child waiting for the next program
+    while _children_of(zpid).get(waiting[0], "Z") != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    result = sandbox.run(program("return image_patch.count('car')"), FakePatch(), zygote=fresh_zygote)
+    assert (result.status, result.value) == ("ok", 3)
+
+
+def test_a_compiled_program_is_cached_and_reused(fresh_zygote: sandbox.Zygote) -> None:
+    source = program("n = 0\nfor p in image_patch.find('car'):\n    n += 1\nreturn f'{n:d} cars'")
+    host.CODE_CACHE.put(source, "")  # make sure nothing usable is cached
+    first = sandbox.run(source, FakePatch(), zygote=fresh_zygote)
+    cached = host.CODE_CACHE.get(source)
+    assert first.value == "3 cars" and cached
+    again = sandbox.run(source, FakePatch(), zygote=fresh_zygote)
+    assert (again.status, again.value) == ("ok", "3 cars")
+    assert host.CODE_CACHE.get(program("x = (")) is None
+    assert sandbox.run(program("x = ("), FakePatch(), zygote=fresh_zygote).status == "error"
+    assert host.CODE_CACHE.get(program("x = (")) is None  # nothing is cached for a failed compile
+
+
+def test_a_corrupt_cache_entry_is_compiled_afresh(fresh_zygote: sandbox.Zygote) -> None:
+    source = program("return 'fresh'")
+    host.CODE_CACHE.put(source, "bm90IG1hcnNoYWw=")  # base64 of bytes that are no marshalled code
+    result = sandbox.run(source, FakePatch(), zygote=fresh_zygote)
+    assert (result.status, result.value) == ("ok", "fresh")

@@ -75,6 +75,19 @@ class LRU(Generic[K, V]):
         self.bytes -= entry[1]
         return entry[0]
 
+    def trim(self, max_bytes: int) -> int:
+        """Drop least recently used entries until at most ``max_bytes`` are held (every entry, if need
+        be: unlike the bound, a trim keeps no oversized entry); return the entries dropped."""
+        dropped = 0
+        while self._data and self.bytes > max_bytes:
+            key, (value, size) = self._data.popitem(last=False)
+            self.bytes -= size
+            self.evictions += 1
+            dropped += 1
+            if self._on_evict is not None:
+                self._on_evict(key, value)
+        return dropped
+
     def clear(self) -> None:
         """Drop every entry."""
         self._data.clear()

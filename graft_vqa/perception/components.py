@@ -36,11 +36,21 @@ def threshold_value(score_map: np.ndarray, region: np.ndarray, config: FindConfi
 Region = Box  # the pixel box find looks inside (left, top, right, bottom)
 
 
+def _best_cell(scores: np.ndarray, inside: np.ndarray, top: int, left: int) -> tuple[int, int]:
+    """(row, col) on the grid of the first highest score inside a component, in raster order, searched
+    in the component's box only (``ndimage.maximum_position`` sorted every cell of the grid: 1.1 s per
+    find on a 2048 px tile)."""
+    flat = int(np.argmax(np.where(inside, scores, -np.inf)))
+    r, c = divmod(flat, scores.shape[1])
+    return top + r, left + c
+
+
 def grid_components(score: np.ndarray, valid: np.ndarray, cut: float, *, origin: tuple[int, int] = (0, 0),
                     scale: int = 1, bounds: tuple[int, int] | None = None, row_areas: np.ndarray | None = None,
                     min_pixels: int = 1, min_area_m2: float = 0.0) -> list[Instance]:
     """Connected components of ``score >= cut`` inside ``valid`` on a grid of ``scale``-pixel cells whose
-    top-left cell starts at pixel ``origin`` = (left, top); best score first.
+    top-left cell starts at pixel ``origin`` = (left, top); best score first. An instance's best pixel
+    is its first highest-scoring cell in raster order.
 
     ``bounds`` = (height, width) of the tile clips the last cells; ``row_areas`` (m² of one pixel of
     each tile row) enables ``min_area_m2``. Each instance's crop covers only its own box.
@@ -49,17 +59,16 @@ def grid_components(score: np.ndarray, valid: np.ndarray, cut: float, *, origin:
     labels, n = label(fg, connectivity=2, return_num=True)
     if n == 0:
         return []
-    best = ndimage.maximum_position(score, labels, index=np.arange(1, n + 1))
     left0, top0 = origin
     height, width = bounds if bounds is not None else (top0 + score.shape[0] * scale, left0 + score.shape[1] * scale)
     out: list[Instance] = []
     for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
         box = (left0 + cols.start * scale, top0 + rows.start * scale,
                min(width, left0 + cols.stop * scale), min(height, top0 + rows.stop * scale))
-        r, c = (int(v) for v in best[k - 1])
+        crop = labels[rows, cols] == k
+        r, c = _best_cell(score[rows, cols], crop, rows.start, cols.start)
         pixel = (min(height - 1, top0 + r * scale + scale // 2), min(width - 1, left0 + c * scale + scale // 2))
-        inst = Instance(crop=labels[rows, cols] == k, box=box, best_pixel=pixel, score=float(score[r, c]),
-                        scale=scale)
+        inst = Instance(crop=crop, box=box, best_pixel=pixel, score=float(score[r, c]), scale=scale)
         if inst.pixels < min_pixels:
             continue
         if min_area_m2 > 0 and row_areas is not None:

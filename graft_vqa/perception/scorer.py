@@ -37,11 +37,13 @@ class GraftScorer:
     The tile's patch-feature grid (one 512-d feature per 16-px patch) is computed once per
     ``tile.key`` and kept for ``cache_size`` tiles: in one pass at the tile's own resolution when
     both sides lie between 224 px and ``native_max`` (RSVQA's 256 and 512 px tiles), else from
-    overlapping 224-px windows. Text embeddings are cached per (query, template).
+    overlapping 224-px windows. Text embeddings are cached per query in a byte-bounded LRU
+    (``text_cache_mb``): names a program uses once do not pile up.
     """
 
     def __init__(self, model: torch.nn.Module, text_encoder: Any, template: str = "raw",
                  *, overlap: int = 32, batch_size: int = 8, cache_size: int = 4, native_max: int = 640,
+                 text_cache_mb: float = 1.0,
                  model_id: str | None = None) -> None:
         self.model = model.eval()
         self.model_id = model_id  # names the weights (scenes cache features on disk under it); None: no disk cache
@@ -54,7 +56,8 @@ class GraftScorer:
         self.cache_size = cache_size  # tiles whose feature grid is kept
         self._grids: LRU[str, torch.Tensor] = LRU(max_items=cache_size)
         self._images: LRU[str, torch.Tensor] = LRU(max_items=cache_size)
-        self._texts: LRU[str, torch.Tensor] = LRU(max_items=4096)  # text -> (512,) embedding
+        self.text_cache_mb = text_cache_mb  # text embeddings kept (2 KB each: 1 MB holds 512 names)
+        self._texts: LRU[str, torch.Tensor] = LRU(max_bytes=int(text_cache_mb * (1 << 20)))  # text -> (512,)
         self.grid_calls = 0  # number of patch-grid computations (for tests and benchmarks)
 
     def patch_grid(self, tile: Any) -> torch.Tensor:

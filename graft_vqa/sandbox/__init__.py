@@ -1,9 +1,10 @@
 """Run generated programs safely: RestrictedPython, a forked child of a small zygote, a typed channel.
 
 ``run(source, image_patch, ...) -> Execution`` is the whole public surface; ``capabilities()``
-says which confinement layers this machine provides (seccomp may be missing: it is then logged
-once and reported as False). See ``guards`` (layer 1), ``confine``/``zygote``/``child`` (layer 2)
-and ``wire``/``host`` (layer 3).
+says which confinement layers this machine provides (seccomp, Landlock, an unprivileged user,
+isolation from other processes' ``/proc``: a missing one is logged once and reported as False
+with a reason). See ``guards``/``formatting`` (layer 1), ``confine``/``seccomp``/``landlock``/
+``zygote``/``child`` (layer 2) and ``wire``/``host``/``code_cache`` (layer 3).
 """
 from __future__ import annotations
 

@@ -7,17 +7,22 @@ that starts with ``_``, no ``exec``/``eval`` calls, no ``nonlocal``, no async, n
 * ``yield`` and ``yield from`` are refused (generator *expressions* stay allowed: their objects
   expose no attribute to the program, so ``gi_frame`` and friends are unreachable);
 * introspection builtins (``getattr``, ``vars``, ``globals``, ``compile``, ``open`` ...) are refused
-  by name, so the attempt is reported as ``refused`` rather than a ``NameError``.
+  by name, so the attempt is reported as ``refused`` rather than a ``NameError``;
+* augmented assignment to an item or an attribute (``counts[name] += 1``, ``self.n += 1``) is
+  rewritten to a guarded read and a guarded write (``_write_``, ``_getitem_``/``_getattr_``,
+  ``_inplacevar_``), each operand evaluated once, so the same guards apply as to ``x = x + 1``.
 
 Run-time guards (``build_globals``): attribute reads are allowed only from an explicit allow-list
-per exact type (``str.format`` and ``format_map`` are left out on purpose: their field syntax
-reads attributes), from the ImagePatch proxy's API list, from the ``math`` names, and from the
+per exact type, from the ImagePatch proxy's API list, from the ``math`` names, and from the
 members a program's own classes define (decided on the class that ``getattr`` would really
 read the member from, in MRO order). Program classes may subclass only ``object``, other
 program classes and the exceptions they can name: subclasses of ``str``, ``dict``, ``list`` and
 the like are refused when the class is built, so no built-in method hides behind a program
 class. Anything else calls ``deny``, which in the sandbox child
 ends the program at once with status ``refused`` (so ``try/except`` cannot swallow it).
+``str.format`` and ``format_map`` on a string go through ``SafeFormatter``: format specs,
+conversions and positional or named fields work, attribute and index access inside a field
+(``"{0.x}"``, ``"{0[1]}"``) is refused.
 
 This module imports only the standard library and RestrictedPython: the zygote loads it.
 """
@@ -33,7 +38,9 @@ from typing import Any, Callable
 
 from RestrictedPython import compile_restricted_exec
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
-from RestrictedPython.transformer import RestrictingNodeTransformer
+from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer, copy_locations
+
+from .formatting import SafeFormatter
 
 PROGRAM_FILENAME = "<program>"
 """The file name programs are compiled under; frames with it are the program's own."""
@@ -82,7 +89,7 @@ SAFE_ATTRS: dict[type, frozenset[str]] = {
 SAFE_BUILTINS = (
     "len", "min", "max", "sum", "abs", "round", "sorted", "enumerate", "zip", "any", "all", "int",
     "float", "str", "bool", "list", "dict", "set", "frozenset", "tuple", "isinstance", "reversed",
-    "map", "filter", "divmod", "pow", "chr", "ord", "repr", "object",
+    "map", "filter", "divmod", "pow", "chr", "ord", "repr", "object", "format",
 )
 """Builtins a program may use (plus ``range``, capped, the exceptions below and ``math``)."""
 
@@ -101,8 +108,31 @@ _INPLACE = {
 }
 
 
+def _name(name: str, ctx: ast.expr_context) -> ast.Name:
+    return ast.Name(id=name, ctx=ctx)
+
+
+def _call(func: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=_name(func, ast.Load()), args=list(args), keywords=[])
+
+
+def _located(node: ast.AST, like: ast.AST) -> ast.AST:
+    """``node`` and every node under it placed at ``like``'s position (errors quote the right line)."""
+    for sub in ast.walk(node):
+        if "lineno" in sub._attributes:
+            copy_locations(sub, like)
+    return node
+
+
+def _has_slice(key: ast.expr) -> bool:
+    return isinstance(key, ast.Slice) or (isinstance(key, ast.Tuple)
+                                          and any(isinstance(e, ast.Slice) for e in key.elts))
+
+
 class SandboxPolicy(RestrictingNodeTransformer):
-    """RestrictedPython's policy plus the graft-vqa refusals listed in the module docstring."""
+    """RestrictedPython's policy plus the graft-vqa refusals and rewrites of the module docstring."""
+
+    _aug_count = 0  # numbers the temporaries of rewritten augmented assignments
 
     def visit_Name(self, node: ast.Name) -> Any:
         if node.id in REFUSED_NAMES:
@@ -133,6 +163,40 @@ class SandboxPolicy(RestrictingNodeTransformer):
                 ast.copy_location(keyword.value, position)
         return new
 
+    def visit_AugAssign(self, node: ast.AugAssign) -> Any:
+        """``obj[key] op= value`` and ``obj.attr op= value`` become, with ``obj`` and ``key``
+        evaluated once (temporaries start with ``_``, so no program can name them)::
+
+            _aug_o_N = _write_(obj); _aug_k_N = key
+            _aug_o_N[_aug_k_N] = _inplacevar_("op=", _getitem_(_aug_o_N, _aug_k_N), value)
+
+        (``_getattr_`` and an attribute store for attributes). Names stay RestrictedPython's."""
+        target = node.target
+        if not isinstance(target, (ast.Subscript, ast.Attribute)):
+            return super().visit_AugAssign(node)
+        if isinstance(target, ast.Subscript) and _has_slice(target.slice):
+            self.error(node, "augmented assignment to a slice is not allowed; "
+                             "write x[a:b] = x[a:b] + y instead.")
+            return node
+        if isinstance(target, ast.Attribute):  # RestrictedPython's checks of the attribute name
+            self.visit(_located(ast.Attribute(value=ast.Constant(0), attr=target.attr, ctx=ast.Load()), node))
+        self._aug_count += 1
+        obj_name, key_name = f"_aug_o_{self._aug_count}", f"_aug_k_{self._aug_count}"
+        op = ast.Constant(IOPERATOR_TO_STR[type(node.op)])
+        value = self.visit(node.value)
+        stmts: list[ast.stmt] = [ast.Assign(targets=[_name(obj_name, ast.Store())],
+                                            value=_call("_write_", self.visit(target.value)))]
+        if isinstance(target, ast.Subscript):
+            stmts.append(ast.Assign(targets=[_name(key_name, ast.Store())], value=self.visit(target.slice)))
+            read = _call("_getitem_", _name(obj_name, ast.Load()), _name(key_name, ast.Load()))
+            store: ast.expr = ast.Subscript(value=_name(obj_name, ast.Load()),
+                                            slice=_name(key_name, ast.Load()), ctx=ast.Store())
+        else:
+            read = _call("_getattr_", _name(obj_name, ast.Load()), ast.Constant(target.attr))
+            store = ast.Attribute(value=_name(obj_name, ast.Load()), attr=target.attr, ctx=ast.Store())
+        stmts.append(ast.Assign(targets=[store], value=_call("_inplacevar_", op, read, value)))
+        return [_located(stmt, node) for stmt in stmts]
+
     def visit_Yield(self, node: ast.Yield) -> Any:
         self.error(node, "yield is not allowed; build and return a list instead.")
         return node
@@ -148,13 +212,13 @@ def compile_program(source: str) -> tuple[Any | None, str | None, int | None, bo
     ``code`` is None on failure; ``refused`` tells a policy refusal from a plain syntax error.
     """
     try:
-        ast.parse(source, PROGRAM_FILENAME)
+        tree = ast.parse(source, PROGRAM_FILENAME)  # parsed once: RestrictedPython takes the tree
     except SyntaxError as exc:
         return None, f"SyntaxError: {exc.msg}", exc.lineno, False
     except (ValueError, RecursionError, MemoryError) as exc:
         return None, f"the program could not be parsed: {type(exc).__name__}", None, False
     try:
-        result = compile_restricted_exec(source, PROGRAM_FILENAME, policy=SandboxPolicy)
+        result = compile_restricted_exec(tree, PROGRAM_FILENAME, policy=SandboxPolicy)
     except (RecursionError, MemoryError) as exc:  # parses, but too deep for the policy's walk
         return None, f"the program could not be compiled: {type(exc).__name__} (nested too deeply)", None, False
     if result.code is not None and not result.errors:
@@ -223,8 +287,12 @@ def _allowed_base(base: Any) -> bool:
             or any(base is exc for exc in _BASE_EXCEPTIONS))
 
 
+_MATH_NAMES = {k: v for k, v in vars(math).items() if not k.startswith("_")}
+_SAFE_BUILTINS = {name: getattr(builtins, name) for name in SAFE_BUILTINS + _EXCEPTIONS}
+
+
 def _restricted_math() -> types.SimpleNamespace:
-    return types.SimpleNamespace(**{k: v for k, v in vars(math).items() if not k.startswith("_")})
+    return types.SimpleNamespace(**_MATH_NAMES)
 
 
 class _Printer:
@@ -273,6 +341,7 @@ def build_globals(proxy_type: type, proxy_attr: Callable[[Any, str], Any],
     API list); ``deny(message)`` handles every refused access and must not return normally.
     """
     math_ns = _restricted_math()
+    formatter = SafeFormatter(deny)
 
     def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
         if type(name) is not str or name.startswith("_"):
@@ -280,6 +349,8 @@ def build_globals(proxy_type: type, proxy_attr: Callable[[Any, str], Any],
         kind = type(obj)
         if kind is proxy_type:
             return proxy_attr(obj, name)
+        if kind is str and name in ("format", "format_map"):
+            return formatter.bound(obj, name)
         if obj is math_ns and not name.startswith("_"):
             return getattr(obj, name)
         if name in SAFE_ATTRS.get(kind, ()) or _user_defines(obj, name):
@@ -330,7 +401,7 @@ def build_globals(proxy_type: type, proxy_attr: Callable[[Any, str], Any],
                             "your own classes or an exception")
         return builtins.__build_class__(func, name, *bases, **kwargs)
 
-    safe = {name: getattr(builtins, name) for name in SAFE_BUILTINS + _EXCEPTIONS}
+    safe = dict(_SAFE_BUILTINS)
     safe.update(range=capped_range, __import__=guarded_import, __build_class__=guarded_build_class)
     return {
         "__builtins__": safe,

@@ -18,14 +18,16 @@ log = logging.getLogger(__name__)
 
 BOOT = """
 import sys, types
-pkg = types.ModuleType("graft_vqa")
-pkg.__path__ = [sys.argv[1]]
-sys.modules["graft_vqa"] = pkg
+for name, path in (("graft_vqa", sys.argv[1]), ("graft_vqa.sandbox", sys.argv[1] + "/sandbox")):
+    pkg = types.ModuleType(name)
+    pkg.__path__ = [path]
+    sys.modules[name] = pkg
 from graft_vqa.sandbox.zygote import main
 main(int(sys.argv[2]))
 """
-"""The ``python -c`` program that starts a zygote without importing the ``graft_vqa`` package
-``__init__`` (which may pull in torch): a bare package object stands in for it."""
+"""The ``python -c`` program that starts a zygote without importing the ``graft_vqa`` and
+``graft_vqa.sandbox`` package ``__init__`` files (torch, the host side): bare package objects stand
+in for them, so the zygote holds only what its children run (fewer pages to fork and copy)."""
 
 ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LANGUAGE", "TZ", "LD_LIBRARY_PATH")
 """The only environment variables the zygote (and so every program's child) inherits: enough
@@ -45,6 +47,54 @@ def zygote_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+LAYERS = {
+    "seccomp": "seccomp (system calls such as socket, fork, kill, tgkill and ptrace are not denied)",
+    "landlock": "Landlock (files, TCP and signals are not scoped to the program's process)",
+    "user": "an unprivileged user for programs",
+    "proc": "isolation from other processes' /proc entries (environment, memory)",
+}
+"""The confinement layers the zygote probes, as the warnings name them."""
+
+def _protect_host() -> bool:
+    """Make this (host) process non-dumpable: its /proc entries become root's, out of reach of a
+    child running as the same user. Only done when no other layer isolates children."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(4, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+_warned_layers: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_missing_layers(hello: dict[str, Any]) -> list[str]:
+    """Log one warning per confinement layer this system does not allow, once per process;
+    return the layers warned about now. A missing unprivileged user is only worth a warning
+    when nothing else (Landlock) isolates programs from other processes."""
+    missing = [layer for layer in LAYERS if not hello.get(layer)]
+    if "proc" in missing and _protect_host():
+        hello["proc_reason"] = (f"{hello.get('proc_reason') or 'no layer isolates it'}; this process "
+                                "made itself non-dumpable (PR_SET_DUMPABLE 0) so at least its own "
+                                "/proc/<pid>/environ is out of a program's reach")
+    if "user" in missing and hello.get("proc"):
+        missing.remove("user")  # not root: Landlock already isolates the child from other processes
+    warned = []
+    with _warned_lock:
+        for layer in missing:
+            if layer in _warned_layers:
+                continue
+            _warned_layers.add(layer)
+            warned.append(layer)
+            log.warning("sandbox: no %s: %s; programs still run under RestrictedPython, in a "
+                        "separate process with rlimits and the other layers",
+                        LAYERS[layer], hello.get(f"{layer}_reason") or "unknown reason")
+    return warned
+
+
 class Zygote:
     """A handle on one zygote process; thread-safe (requests are serialised by a lock)."""
 
@@ -53,7 +103,6 @@ class Zygote:
         self._proc: subprocess.Popen | None = None
         self._ctrl: socket.socket | None = None
         self.hello: dict[str, Any] = {}
-        self._warned = False
         self._owner = os.getpid()  # a forked host must not share its parent's zygote
 
     def _start(self) -> None:
@@ -71,11 +120,7 @@ class Zygote:
         parent.settimeout(CONTROL_TIMEOUT_S)
         self._ctrl = parent
         self.hello = self._receive()
-        if not self.hello.get("seccomp") and not self._warned:
-            self._warned = True
-            log.warning("sandbox: seccomp is not available (%s); programs still run under "
-                        "RestrictedPython, a separate process and rlimits",
-                        self.hello.get("reason") or "unknown reason")
+        warn_missing_layers(self.hello)
 
     def _receive(self) -> dict[str, Any]:
         assert self._ctrl is not None
@@ -118,6 +163,17 @@ class Zygote:
         if "pid" not in reply:
             raise SandboxError(f"the sandbox could not start a program: {reply.get('error')}")
         return int(reply["pid"])
+
+    def release(self, pid: int) -> None:
+        """Tell the zygote the host needs nothing more from child ``pid``: it kills and reaps it
+        on its own time (no reply is awaited)."""
+        with self._lock:
+            if self._ctrl is None or self._owner != os.getpid():
+                return  # that zygote is gone, and its children with it
+            try:
+                self._ctrl.send(json.dumps({"op": "release", "pid": pid}).encode())
+            except OSError:
+                self._close_locked()
 
     def finish(self, pid: int, kill: bool) -> dict[str, Any]:
         """(Kill and) reap child ``pid``; return ``{"code": ..., "signal": ...}``."""

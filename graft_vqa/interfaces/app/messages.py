@@ -14,6 +14,7 @@ from typing import Mapping
 
 from graft_vqa.answer import Answer
 from graft_vqa.config import EngineConfig
+from graft_vqa.core.text import clean_text
 from graft_vqa.core.errors import (
     AreaUnavailableError,
     CheckpointError,
@@ -96,7 +97,7 @@ def error_message(exc: BaseException, context: str = "", names: Mapping[str, str
     """
     if not isinstance(exc, GraftVQAError):
         log.exception("unexpected error in the app", exc_info=exc)
-    what = str(exc).strip() or type(exc).__name__
+    what = clean_text(str(exc).strip(), keep_newlines=True) or type(exc).__name__
     if not isinstance(exc, GraftVQAError):
         what = f"{type(exc).__name__}: {what}"
     title = context or "Something went wrong"
@@ -104,6 +105,15 @@ def error_message(exc: BaseException, context: str = "", names: Mapping[str, str
     if isinstance(exc, WeightsNotFoundError) and ("--allow-untrained" in what or (config and config.allow_untrained)):
         advice = "Put the weights file where the message says and restart the app."  # said once, or already on
     return f"**{title}.** {what}\n\n**What to do:** {advice}"
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` shown as itself in markdown: a program's output cannot format the chat (a fake
+    bold "refused", a link)."""
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def answer_failure_message(answer: Answer, config: EngineConfig | None = None,
@@ -115,4 +125,7 @@ def answer_failure_message(answer: Answer, config: EngineConfig | None = None,
         title, advice = "Areas in m² need the image's scale", _GSD_ADVICE  # the GSD field, not "rephrase"
     if answer.status == "not_understood":
         return f"**{title}.** " + detail.replace("\n", "\n\n")
-    return f"**{title}** ({answer.status}). {detail}\n\n**What to do:** {advice}"
+    fence = "`" * 3  # the error comes from a program or its model: shown verbatim, never as markdown
+    detail = detail.replace(fence, "'" * 3)
+    return (f"**{title}** ({escape_markdown(answer.status)}).\n{fence}text\n{detail}\n{fence}\n\n"
+            f"**What to do:** {advice}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from graft_vqa.answer import Answer
+from graft_vqa.interfaces.app.messages import escape_markdown
 
 
 def _crs_text(tile: Any) -> str:
@@ -58,7 +59,7 @@ def answer_text(answer: Answer) -> str:
     the value, its kind, the detections and the timings."""
     kind = KINDS.get(answer.kind, answer.kind)
     lines = [UNTRAINED_BADGE] if answer.untrained else []
-    lines += [f"**{answer.answer}** ({kind}; {len(answer.detections)} detection"
+    lines += [f"**{escape_markdown(answer.answer)}** ({kind}; {len(answer.detections)} detection"
               f"{'s' if len(answer.detections) != 1 else ''})",
               f"Timings: {timings_text(answer.timings)}"]
     return "\n\n".join(lines)

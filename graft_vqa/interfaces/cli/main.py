@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 from graft_vqa import __version__
 from graft_vqa.core.errors import GraftVQAError
 from graft_vqa.interfaces.advice import for_cli, install_cli_logging
+from graft_vqa.core.text import clean_text
 from graft_vqa.interfaces.cli import ask, weights
 
 log = logging.getLogger("graft_vqa")
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except GraftVQAError as exc:
-        print(f"graft-vqa: error: {for_cli(str(exc))}", file=sys.stderr)
+        print(f"graft-vqa: error: {for_cli(clean_text(str(exc), keep_newlines=True))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("graft-vqa: interrupted (a scene's features computed so far are kept for the next run)",

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from graft_vqa.interfaces.evaluation.metrics import is_correct
 from graft_vqa.interfaces.evaluation.rsvqa import Question, RSVQASplit
 from graft_vqa.core.errors import GraftVQAError, TileError, WeightsError
+from graft_vqa.core.text import clean_text, clean_value
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,9 @@ def make_record(q: Question, layout: str, answer: Any = None, *, status: str | N
         status = "error"
     if not isinstance(value, (bool, int, float, str)) and value is not None:
         value = str(value)
+    # Whatever answered (an Answer is clean already), no program text reaches a record raw.
+    prediction, value = clean_text(prediction), clean_value(value)
+    error = None if error is None else clean_text(str(error), keep_newlines=True)
     timings[TOTAL_TIME] = seconds  # replaces the engine's own total_s: one total per record
     return {
         "qid": q.qid, "img_id": q.img_id, "type": q.type, "question": q.question, "gt": q.gt,
