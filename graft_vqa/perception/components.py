@@ -1,8 +1,11 @@
 """Score map → instances: threshold, connected components, size filters, optional SAM refinement.
 
-Connectivity is **8-connected** (``skimage.measure.label(..., connectivity=2)``): pixels that touch
-by a corner belong to the same instance, so two blobs whose masks touch (even diagonally) are
-one instance, and a thin diagonal structure (a road drawn at 45°) is not split into single pixels.
+Connectivity is **8-connected** (``scipy.ndimage.label`` with a 3×3 structure, the same labels as
+``skimage.measure.label(..., connectivity=2)``): pixels that touch by a corner belong to the same
+instance, so two blobs whose masks touch (even diagonally) are one instance, and a thin diagonal
+structure (a road drawn at 45°) is not split into single pixels.
+
+An instance's best cell is the first cell (in row-major order) that holds its highest score.
 """
 from __future__ import annotations
 
@@ -12,18 +15,27 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.measure import label
 
 from graft_vqa.config import FindConfig
+from graft_vqa.core.errors import ConfigError
 from graft_vqa.perception.instances import Box, Instance, area_m2, box_mask, mask_box, paste
 from graft_vqa.perception.protocols import Refiner
 
 log = logging.getLogger(__name__)
 
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # ndimage.label's structure for 8-connectivity
+
+
 def threshold_value(score_map: np.ndarray, region: np.ndarray, config: FindConfig) -> float:
-    """The cut-off for ``score_map`` inside ``region`` (absolute, or relative to the region's range)."""
-    if config.threshold_mode == "absolute":
+    """The cut-off for ``score_map`` inside ``region``: absolute (``threshold``), contrast (``contrast_threshold``,
+    on the probabilities of :mod:`graft_vqa.perception.contrast`), or relative to the region's range."""
+    mode = config.threshold_mode
+    if mode == "absolute":
         return float(config.threshold)
+    if mode == "contrast":
+        return float(config.contrast_threshold)
+    if mode != "relative":
+        raise ConfigError(f"unknown threshold_mode {mode!r}; use absolute, relative or contrast")
     values = score_map[region]
     if values.size == 0:
         return float("inf")
@@ -36,6 +48,13 @@ def threshold_value(score_map: np.ndarray, region: np.ndarray, config: FindConfi
 Region = Box  # the pixel box find looks inside (left, top, right, bottom)
 
 
+def _best_cell(scores: np.ndarray, inside: np.ndarray) -> tuple[int, int]:
+    """(row, col) in the box of the first cell holding the highest score inside the component."""
+    flat = int(np.argmax(np.where(inside, scores, -np.inf)))
+    row, col = divmod(flat, scores.shape[1])
+    return int(row), int(col)
+
+
 def grid_components(score: np.ndarray, valid: np.ndarray, cut: float, *, origin: tuple[int, int] = (0, 0),
                     scale: int = 1, bounds: tuple[int, int] | None = None, row_areas: np.ndarray | None = None,
                     min_pixels: int = 1, min_area_m2: float = 0.0) -> list[Instance]:
@@ -46,20 +65,20 @@ def grid_components(score: np.ndarray, valid: np.ndarray, cut: float, *, origin:
     each tile row) enables ``min_area_m2``. Each instance's crop covers only its own box.
     """
     fg = (score >= cut) & valid
-    labels, n = label(fg, connectivity=2, return_num=True)
+    labels, n = ndimage.label(fg, structure=EIGHT_CONNECTED)
     if n == 0:
         return []
-    best = ndimage.maximum_position(score, labels, index=np.arange(1, n + 1))
     left0, top0 = origin
     height, width = bounds if bounds is not None else (top0 + score.shape[0] * scale, left0 + score.shape[1] * scale)
     out: list[Instance] = []
     for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
         box = (left0 + cols.start * scale, top0 + rows.start * scale,
                min(width, left0 + cols.stop * scale), min(height, top0 + rows.stop * scale))
-        r, c = (int(v) for v in best[k - 1])
+        crop = labels[rows, cols] == k
+        r, c = _best_cell(score[rows, cols], crop)
+        r, c = r + rows.start, c + cols.start
         pixel = (min(height - 1, top0 + r * scale + scale // 2), min(width - 1, left0 + c * scale + scale // 2))
-        inst = Instance(crop=labels[rows, cols] == k, box=box, best_pixel=pixel, score=float(score[r, c]),
-                        scale=scale)
+        inst = Instance(crop=crop, box=box, best_pixel=pixel, score=float(score[r, c]), scale=scale)
         if inst.pixels < min_pixels:
             continue
         if min_area_m2 > 0 and row_areas is not None:

@@ -56,6 +56,7 @@ class GraftScorer:
         self._images: LRU[str, torch.Tensor] = LRU(max_items=cache_size)
         self._texts: LRU[str, torch.Tensor] = LRU(max_items=4096)  # text -> (512,) embedding
         self.grid_calls = 0  # number of patch-grid computations (for tests and benchmarks)
+        self.weights_id: str | None = None  # what identifies its scores (set by models.build_default_scorer)
 
     def patch_grid(self, tile: Any) -> torch.Tensor:
         """(gh, gw, 512) L2-normalised features of the tile, cached by ``tile.key``."""
