@@ -60,14 +60,14 @@ def background_for(query: str, vocabulary: tuple[str, ...]) -> list[int]:
 
 def contrast_probability(query: np.ndarray, background: np.ndarray, scale: float) -> np.ndarray:
     """Per pixel, the softmax probability of ``query`` (h, w) against ``background`` (B, h, w) at
-    temperature ``1 / scale`` (float32; 1 everywhere when there is no background)."""
-    q = np.asarray(query, dtype=np.float64) * scale
+    temperature ``1 / scale``, as ``1 / (1 + sum_b exp(scale * (s_b - s_q)))`` (float32; an overflow
+    gives the right limit, 0; 1 everywhere when there is no background)."""
+    q = np.asarray(query, dtype=np.float32)
     if background.shape[0] == 0:
         return np.ones(q.shape, dtype=np.float32)
-    b = np.asarray(background, dtype=np.float64) * scale
-    top = np.maximum(q, b.max(axis=0))
-    own = np.exp(q - top)
-    return (own / (own + np.exp(b - top).sum(axis=0))).astype(np.float32)
+    with np.errstate(over="ignore"):
+        others = np.exp(np.float32(scale) * (np.asarray(background, dtype=np.float32) - q)).sum(axis=0)
+        return (np.float32(1.0) / (np.float32(1.0) + others)).astype(np.float32)
 
 
 def contrast_maps(query_maps: np.ndarray, queries: list[str], background: np.ndarray, vocabulary: tuple[str, ...],
