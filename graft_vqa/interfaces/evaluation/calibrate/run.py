@@ -16,9 +16,11 @@ import datetime
 import logging
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rasterio
 from tqdm import tqdm
 
@@ -31,13 +33,13 @@ from graft_vqa.interfaces.evaluation.calibrate.maps import MapCache
 from graft_vqa.interfaces.evaluation.calibrate.questions import Planned, plan_questions, split_tiles
 from graft_vqa.interfaces.evaluation.calibrate.report import write_report
 from graft_vqa.interfaces.evaluation.calibrate.search import SearchResult, search
-from graft_vqa.interfaces.evaluation.calibrate.space import build_space, sample
+from graft_vqa.interfaces.evaluation.calibrate.space import Summaries, build_space, summary
 from graft_vqa.interfaces.evaluation.rsvqa import LAYOUTS, RSVQASplit, detect_layout, load_rsvqa
 from graft_vqa.interfaces.evaluation.run import DATA_ROOT_ENV, LAYOUT_WEIGHTS, default_loader
 from graft_vqa.interfaces.evaluation.runner import Selection, select
 from graft_vqa.interfaces.options import engine_config, given_options
 from graft_vqa.perception.contrast import ContrastScorer, load_vocabulary
-from graft_vqa.thresholds import FORMAT, VERSION, ThresholdTable, scorer_id
+from graft_vqa.thresholds import FORMAT, VERSION, ThresholdTable, normalise_concept, scorer_id
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +100,29 @@ def prepare(args: argparse.Namespace) -> Prepared:
 
 
 def score_tiles(prep: Prepared, raw: MapCache, contrast: MapCache, vocabulary: tuple[str, ...],
-                modes: tuple[str, ...], progress: bool) -> tuple[list[Any], list[Any]]:
-    """Score every tile once for its questions' concepts and the background vocabulary; return samples
-    of the search tiles' raw scores and contrast probabilities (for the search space)."""
+                modes: tuple[str, ...], progress: bool) -> Summaries:
+    """Score every tile once for its questions' concepts and the background vocabulary; return the
+    summaries of the search tiles' raw and contrast maps per concept (for the search space)."""
     concepts: dict[int, set[str]] = {i: set() for i in prep.tiles}
     for p in prep.planned:
         concepts[p.question.img_id].update(p.concepts)
     search = set(prep.search_ids)
-    raw_samples, contrast_samples = [], []
+    summaries: Summaries = {"absolute": defaultdict(list), "contrast": defaultdict(list)}
     for img_id in tqdm(sorted(prep.tiles), desc="score maps", unit="tile", disable=not progress):
         tile, names = prep.tiles[img_id], sorted(concepts[img_id])
         extra = list(vocabulary) if "contrast" in modes else []
-        maps = raw.score_maps(tile, names + extra) if names or extra else None
-        if img_id in search and maps is not None:
-            raw_samples += [sample(m) for m in maps[:len(names)]]
-            if "contrast" in modes and names:
-                contrast_samples += [sample(m) for m in contrast.score_maps(tile, names)]
-    return raw_samples, contrast_samples
+        if not names and not extra:
+            continue
+        maps = raw.score_maps(tile, names + extra)
+        if img_id not in search or not names:
+            continue
+        valid = np.asarray(tile.valid_mask(), dtype=bool)
+        for name, score in zip(names, maps):
+            summaries["absolute"][normalise_concept(name)].append(summary(score, valid))
+        if "contrast" in modes:
+            for name, score in zip(names, contrast.score_maps(tile, names)):
+                summaries["contrast"][normalise_concept(name)].append(summary(score, valid))
+    return summaries
 
 
 def make_table(result: SearchResult, prep: Prepared, scorer: Any, record: dict[str, Any]) -> ThresholdTable:
@@ -131,8 +139,9 @@ def make_table(result: SearchResult, prep: Prepared, scorer: Any, record: dict[s
     return ThresholdTable(result.global_threshold, concepts, model, record=record)
 
 
-def calibrate(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the whole calibration (see the module docstring); returns the report."""
+def calibrate(args: argparse.Namespace, scorer: Any = None) -> dict[str, Any]:
+    """Run the whole calibration (see the module docstring); returns the report. ``scorer`` replaces the
+    one the engine options describe (tests pass synthetic scorers)."""
     from graft_vqa.engine import Engine
     from graft_vqa.planner import RulePlanner
 
@@ -141,14 +150,15 @@ def calibrate(args: argparse.Namespace) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     prep = prepare(args)
-    base = Engine(planner=RulePlanner(), config=prep.config)
-    raw = MapCache(base.scorer, max_bytes=int(args.map_cache_gb * (1 << 30)))
+    if scorer is None:
+        scorer = Engine(planner=RulePlanner(), config=prep.config).scorer
+    raw = MapCache(scorer, max_bytes=int(args.map_cache_gb * (1 << 30)))
     vocabulary = load_vocabulary(prep.config.find.contrast_vocabulary)
     contrast = MapCache(ContrastScorer(raw, vocabulary, prep.config.find.contrast_logit_scale))
     timings["load_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    raw_samples, contrast_samples = score_tiles(prep, raw, contrast, vocabulary, modes, not args.no_progress)
+    summaries = score_tiles(prep, raw, contrast, vocabulary, modes, not args.no_progress)
     timings["score_maps_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -156,7 +166,7 @@ def calibrate(args: argparse.Namespace) -> dict[str, Any]:
     search_set = set(prep.search_ids)
     learn = [p for p in prep.planned if p.question.img_id in search_set and p.searchable and p.question.type in objective]
     pixel_area = _median_pixel_area([prep.tiles[i] for i in prep.search_ids])
-    space = build_space(modes, prep.config.find, raw_samples, contrast_samples, pixel_area)
+    space = build_space(modes, prep.config.find, summaries, pixel_area)
     evaluator = Evaluator(prep.tiles, raw, contrast, prep.config.find, prep.data.layout.name)
     with rasterio.Env():  # one GDAL environment for the whole search, not one per traced outline
         result = search(evaluator, learn, space, args.min_questions)

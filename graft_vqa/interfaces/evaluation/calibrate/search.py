@@ -4,7 +4,8 @@
    scored on the searchable objective questions (presence, count, area). The best is the global
    threshold (ties keep the engine's own setting, then the earlier candidate).
 2. For each concept named by at least ``min_questions`` of those questions: every candidate for that
-   concept while the others keep the global threshold, scored on the questions naming it. The
+   concept (the global ones and its own, :mod:`.space`) while the others keep the global threshold,
+   scored on the questions naming it. The
    concept keeps the global threshold unless a candidate answers strictly more of its questions
    right. Concepts with fewer questions keep the global one.
 
@@ -95,11 +96,13 @@ class Sweep:
 
 
 def _sweep(evaluator: Evaluator, space: SearchSpace, questions: list[Planned], assign: Any,
-           prefer: Threshold) -> Sweep:
-    """Choose among the candidates (``assign(t)`` -> Assignment) cheap questions first (module docstring)."""
+           prefer: Threshold, concept: str | None = None) -> Sweep:
+    """Choose among the candidates (the global ones, plus ``concept``'s own; ``assign(t)`` -> Assignment),
+    cheap questions first (module docstring)."""
     cheap_qs = [p for p in questions if not p.outlines]
     dear_qs = [p for p in questions if p.outlines]
-    cheap = {t: _score(evaluator, assign(t), cheap_qs) for t in dict.fromkeys([*space.thresholds(), prefer])}
+    candidates = dict.fromkeys([*space.thresholds(concept), prefer])
+    cheap = {t: _score(evaluator, assign(t), cheap_qs) for t in candidates}
     for t in sorted(cheap, key=lambda t: -cheap[t])[:TOP]:
         for variant in space.with_areas(t):
             if variant not in cheap:
@@ -133,7 +136,7 @@ def search(evaluator: Evaluator, questions: list[Planned], space: SearchSpace, m
             choices[concept] = ConceptChoice(concept, glob, "global: too few questions", len(qs), right_global,
                                              right_global)
             continue
-        own = _sweep(evaluator, space, qs, lambda t, c=concept: uniform.but(c, t), glob)
+        own = _sweep(evaluator, space, qs, lambda t, c=concept: uniform.but(c, t), glob, concept)
         best = own.best
         better = own.full[best] > right_global
         choices[concept] = ConceptChoice(concept, best if better else glob,
