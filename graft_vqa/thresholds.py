@@ -7,6 +7,7 @@
      "model": {"weights_id": "...", "graft_model": ..., "graft_weights": ..., "text_model": ..., "text_template": ...},
      "global": {"mode": "absolute", "value": 0.09, "min_area_m2": 0.0, ...},
      "concepts": {"building": {"mode": "contrast", "value": 0.4, "min_area_m2": 400.0, "questions": 212, ...}, ...},
+     "uncalibrated": {"parking": {"source": "global: too few questions", "questions": 7, ...}, ...},
      "contrast": {"vocabulary": [...], "logit_scale": 100.0},
      "benchmark": {...}, "search": {...}, "heldout": {"before": {...}, "after": {...}}}
 
@@ -15,8 +16,8 @@ a fraction of the map's range, a probability) and a minimum instance area in m²
 uses the entry of ``name`` (case and spacing ignored, a plural "s" tolerated) when the file has one,
 else the file's global entry; the other find settings (min_pixels, refine, ...) stay the engine's.
 Only ``format``, ``version``, ``model.weights_id``, ``global`` and ``concepts`` are read; the other
-sections are the calibration's record (benchmark, split, search space, held-out accuracy) and are
-kept as they are.
+sections are the calibration's record (benchmark, split, search space, the concepts that keep the
+global entry and why, held-out accuracy) and are kept as they are.
 """
 from __future__ import annotations
 

@@ -56,9 +56,10 @@ def test_concepts_with_too_few_questions_keep_the_global_value(absolute):
     report, table, _, _ = absolute
     parking = report["concepts"]["parking"]
     assert parking["source"] == "global: too few questions" and parking["questions"] < 10
-    assert table.lookup("parking") == table.global_threshold
+    assert table.entry("parking") is None and table.lookup("parking") == table.global_threshold
     assert (parking["mode"], parking["value"], parking["min_area_m2"]) == (
         table.global_threshold.mode, table.global_threshold.value, table.global_threshold.min_area_m2)
+    assert table.record["uncalibrated"]["parking"]["questions"] == parking["questions"]
 
 
 def test_held_out_accuracy_after_is_at_least_before(absolute):
@@ -89,7 +90,10 @@ def test_the_file_is_self_describing(absolute):
     assert data["benchmark"]["split"] == "test" and data["benchmark"]["heldout_tiles"] == 6
     assert data["search"]["space"]["values"]["absolute"] and data["created"]
     assert data["heldout"]["after"]["OA"] == report["heldout"]["after"]["OA"]
-    assert data["concepts"]["building"]["questions"] == report["concepts"]["building"]["questions"]
+    calibrated = {c for c, v in report["concepts"].items() if v["source"] == "calibrated"}
+    assert set(data["concepts"]) == calibrated and set(data["uncalibrated"]) == set(report["concepts"]) - calibrated
+    for name in calibrated:
+        assert data["concepts"][name]["questions"] == report["concepts"][name]["questions"] > 0
     md = (out.parent / "thresholds_report" / "report.md").read_text()
     assert "| building |" in md and "Held-out accuracy" in md
     assert (out.parent / "thresholds_report" / "heldout_after" / "predictions.jsonl").is_file()

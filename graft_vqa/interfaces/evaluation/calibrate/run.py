@@ -126,17 +126,20 @@ def score_tiles(prep: Prepared, raw: MapCache, contrast: MapCache, vocabulary: t
 
 
 def make_table(result: SearchResult, prep: Prepared, scorer: Any, record: dict[str, Any]) -> ThresholdTable:
-    """The thresholds file for ``result`` (every concept listed with its evidence)."""
+    """The thresholds file for ``result``: the calibrated concepts under ``concepts``, the others (which use
+    the global entry) with their evidence under ``uncalibrated``."""
     c = prep.config
     model = {"weights_id": scorer_id(scorer), "graft_model": c.graft_model, "graft_weights": c.graft_weights,
              "graft_checkpoint": c.graft_checkpoint, "text_model": c.resolved_text_model(),
              "clip_checkpoint": c.clip_checkpoint, "text_template": c.text_template}
-    concepts = {name: choice.threshold for name, choice in result.concepts.items()}
+    own = {name: choice for name, choice in result.concepts.items() if choice.source == "calibrated"}
     record = {**record, "format": FORMAT, "version": VERSION,
               "global": {**result.global_threshold.to_dict(), "questions": result.questions,
                          "search_correct": result.correct, "search_correct_engine_setting": result.correct_engine},
-              "concepts": {name: choice.to_dict() for name, choice in result.concepts.items()}}
-    return ThresholdTable(result.global_threshold, concepts, model, record=record)
+              "concepts": {name: choice.to_dict() for name, choice in own.items()},
+              "uncalibrated": {name: {k: v for k, v in choice.to_dict().items() if k not in ("mode", "value", "min_area_m2")}
+                               for name, choice in result.concepts.items() if name not in own}}
+    return ThresholdTable(result.global_threshold, {n: c.threshold for n, c in own.items()}, model, record=record)
 
 
 def calibrate(args: argparse.Namespace, scorer: Any = None) -> dict[str, Any]:
@@ -225,7 +228,8 @@ def _report(args: argparse.Namespace, prep: Prepared, table: ThresholdTable, res
     data = table.to_dict()
     return {
         "thresholds_file": str(args.out), "model": data["model"], "benchmark": data["benchmark"],
-        "global": data["global"], "concepts": data["concepts"], "heldout": held, "timings": timings,
+        "global": data["global"], "concepts": {name: choice.to_dict() for name, choice in result.concepts.items()},
+        "heldout": held, "timings": timings,
         "search": {"questions": result.questions, "correct": result.correct, "correct_engine": result.correct_engine,
                    "engine_setting": space.base.describe(), "objective_types": objective,
                    "min_questions": args.min_questions, "space": space.to_dict(),
