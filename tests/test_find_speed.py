@@ -34,7 +34,7 @@ def test_components_equal_the_reference_on_maps_without_ties(seed):
     ref = _reference(score, cut, 3)
     assert len(found) == len(ref) > 0
     for inst, (best, mask) in zip(found, ref):
-        assert inst.best_pixel == best and np.array_equal(inst.mask, mask)
+        assert inst.best_pixel == best and np.array_equal(inst.full_mask(mask.shape), mask)
         assert inst.score == pytest.approx(float(score[best]))
 
 

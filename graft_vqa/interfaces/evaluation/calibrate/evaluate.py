@@ -30,6 +30,7 @@ from graft_vqa.image_patch import ImagePatch, PatchContext
 from graft_vqa.interfaces.evaluation.calibrate.questions import Planned
 from graft_vqa.interfaces.evaluation.metrics import is_correct
 from graft_vqa.perception.components import threshold_value
+from graft_vqa.perception.tile_maps import TileMaps
 from graft_vqa.thresholds import Threshold, ThresholdTable, normalise_concept
 
 log = logging.getLogger(__name__)
@@ -141,8 +142,8 @@ class Evaluator:
         if root is None:
             tile = self.tiles[img_id]
             context = PatchContext(tile=tile, scorer=self.raw, config=self.base, thresholds=assignment.table,
-                                   contrast=self.contrast)
-            root = self._contexts.put(key, ImagePatch(tile, context=context))
+                                   contrast=TileMaps(tile, self.contrast))
+            root = self._contexts.put(key, ImagePatch(tile, context=context, root=True))
         return root
 
     def _run(self, p: Planned, root: ImagePatch) -> Outcome:
