@@ -17,6 +17,9 @@ from graft_vqa.core.errors import ConfigError
 GRAFT_MODEL_NAMES: tuple[str, ...] = ("graft-vitb16", "graft-tiny")
 SAM_MODELS: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
 UNTRAINED_SEED = 0  # seed of the random weights that allow_untrained builds: untrained runs repeat exactly
+THRESHOLD_MODES: tuple[str, ...] = ("absolute", "relative", "contrast")
+REFINE_MODES: tuple[str, ...] = ("sam", "none")
+CLIP_LOGIT_SCALE = 100.0  # CLIP's learned temperature, exp(4.6052): the softmax scale of contrast mode
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, cli: bool = True,
@@ -34,14 +37,31 @@ class FindConfig:
     """How ``find`` turns score maps into instances."""
 
     threshold: float = setting(0.12, "absolute cosine threshold on GRAFT's scale (scores are typically 0.0-0.2)")
-    threshold_mode: Literal["absolute", "relative"] = setting(
-        "absolute", "absolute: cut at threshold; relative: cut at min + relative_threshold * (max - min) of the map")
+    threshold_mode: Literal["absolute", "relative", "contrast"] = setting(
+        "absolute", "absolute: cut at threshold; relative: cut at min + relative_threshold * (max - min) of the map; "
+                    "contrast: cut at contrast_threshold on each pixel's probability against a background vocabulary")
     relative_threshold: float = setting(0.5, "in relative mode: the fraction of the map's range to cut at")
+    contrast_threshold: float = setting(
+        0.5, "in contrast mode: the probability of the query against the background vocabulary to cut at")
+    contrast_vocabulary: str | None = setting(
+        None, "in contrast mode: a file of background prompts, one per line (default: the packaged "
+              "prompts/background.txt)", metavar="PATH")
+    contrast_logit_scale: float = setting(CLIP_LOGIT_SCALE, "in contrast mode: the softmax scale (CLIP's)", cli=False)
+    thresholds: str | None = setting(
+        None, "thresholds.json written by `graft-vqa calibrate`: each concept's calibrated threshold mode, value and "
+              "minimum area (the file's global value for other concepts); overrides the threshold settings",
+        metavar="PATH")
     min_area_m2: float = setting(0.0, "drop instances smaller than this many m² (needs georeferencing or gsd_m)")
     min_pixels: int = setting(4, "drop instances with fewer pixels (always applies)")
     refine: Literal["sam", "none"] = setting("sam", "refine each instance's mask with SAM, or keep the components")
     sam_box_prompt: bool = setting(False, "also prompt SAM with the component's box")
     merge_iou: float = setting(0.7, "merge refined instances that overlap more than this IoU")
+
+    def __post_init__(self) -> None:
+        if self.threshold_mode not in THRESHOLD_MODES:
+            raise ConfigError(f"unknown threshold_mode {self.threshold_mode!r}; use one of {', '.join(THRESHOLD_MODES)}")
+        if self.refine not in REFINE_MODES:
+            raise ConfigError(f"unknown refine {self.refine!r}; use one of {', '.join(REFINE_MODES)}")
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The :class:`PatchContext`: what every ``ImagePatch`` of one tile (or scene) shares.
 
-Models, find settings, the map source (a whole tile, or a scene window by window), the area of
-interest, byte-bounded caches of score maps and instances, warnings said once, and the finds of the
-current question (they become the answer's detections).
+Models, find settings (per concept with a thresholds table), the map source (a whole tile, or a
+scene window by window) and the contrast-mode source over it, the area of interest, byte-bounded
+caches of score maps and instances, warnings said once, and the finds of the current question (they
+become the answer's detections).
 
 While a question runs the caches may grow to ``MAPS_BYTES`` and ``FOUND_BYTES``; when it is
 answered (``end_question``) they are trimmed to ``retain_mb``, least recently used first, so names a
@@ -23,6 +24,7 @@ from graft_vqa.config import FindConfig
 from graft_vqa.core.aoi import AOI
 from graft_vqa.core.lru import LRU
 from graft_vqa.perception.costs import COSTS
+from graft_vqa.perception.contrast import ContrastSource, load_vocabulary
 from graft_vqa.perception.instances import Box, Instance, area_m2, paste
 from graft_vqa.perception.protocols import MapSource, Refiner, Scorer
 from graft_vqa.perception.tile_maps import TileMaps
@@ -54,6 +56,8 @@ class PatchContext:
     aoi: AOI | None = None  # the area of interest: instances whose centroid lies inside, areas clipped to it
     source: MapSource | None = None  # where maps and instances come from; None: the whole tile (TileMaps)
     retain_mb: float = 16.0  # maps and instances kept between questions, half each (trimmed by end_question)
+    thresholds: Any = None  # ThresholdTable (graft_vqa.thresholds): per-concept find settings; None: config for all
+    contrast: MapSource | None = None  # contrast probabilities on source's grid; None: built when first needed
     _maps: LRU = field(default_factory=lambda: LRU(max_bytes=MAPS_BYTES), repr=False)  # name -> scores
     _found: LRU = field(default_factory=lambda: LRU(max_bytes=FOUND_BYTES, sizeof=_instances_bytes), repr=False)
     _question: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)  # this question's finds
@@ -74,12 +78,9 @@ class PatchContext:
             self.warnings.append(message)
 
     # --- score maps and instances --------------------------------------------------------------
-    def prefetch(self, names: list[str]) -> None:
-        """Compute the maps of ``names`` not cached yet, in one pass (a scene is read once for all)."""
-        missing = [n for n in dict.fromkeys(names) if n not in self._maps]
-        if missing:
-            for name, scores in zip(missing, self.source.score_maps(missing)):
-                self._maps.put(name, scores)
+    def find_config(self, name: str) -> FindConfig:
+        """The find settings of ``name``: ``config``, with its calibrated threshold when a table is set."""
+        return self.config if self.thresholds is None else self.thresholds.config_for(name, self.config)
 
     @property
     def cells(self) -> int:
@@ -87,13 +88,35 @@ class PatchContext:
         scale = self.scale
         return -(-int(self.tile.height) // scale) * -(-int(self.tile.width) // scale)
 
-    def score_map(self, name: str) -> np.ndarray:
-        """Scores of ``name`` on the map grid (``scale`` pixels per cell), computed once while cached."""
-        scores = self._maps.get(name)
+    def _map_key(self, name: str, config: FindConfig | None) -> tuple[Any, MapSource]:
+        """(cache key, source) of ``name``'s map: contrast probabilities in contrast mode, else the scores."""
+        if (config or self.find_config(name)).threshold_mode != "contrast":
+            return name, self.source
+        if self.contrast is None:
+            self.contrast = ContrastSource(self.source, load_vocabulary(self.config.contrast_vocabulary),
+                                           self.config.contrast_logit_scale)
+        return ("contrast", name), self.contrast
+
+    def prefetch(self, names: list[str]) -> None:
+        """Compute the maps of ``names`` not cached yet, one pass per source (a scene is read once for all)."""
+        todo: dict[int, tuple[MapSource, list[tuple[Any, str]]]] = {}
+        for name in dict.fromkeys(names):
+            key, source = self._map_key(name, None)
+            if key not in self._maps:
+                todo.setdefault(id(source), (source, []))[1].append((key, name))
+        for source, wanted in todo.values():
+            for (key, _), scores in zip(wanted, source.score_maps([name for _, name in wanted])):
+                self._maps.put(key, scores)
+
+    def score_map(self, name: str, config: FindConfig | None = None) -> np.ndarray:
+        """Scores of ``name`` on the map grid (``scale`` pixels per cell), computed once while cached: the
+        contrast probabilities when ``config`` (by default ``find_config(name)``) is in contrast mode."""
+        key, source = self._map_key(name, config)
+        scores = self._maps.get(key)
         if scores is None:
             charge(COSTS.text_encoded, "texts encoded")
             charge(self.cells * COSTS.pixel_scored, "pixels scored")
-            scores = self._maps.put(name, self.source.score_maps([name])[0])
+            scores = self._maps.put(key, source.score_maps([name])[0])
         return scores
 
     def instances(self, box: Box, name: str) -> list[Instance]:
@@ -105,15 +128,18 @@ class PatchContext:
         key = (box, name)
         found = self._found.get(key)
         if found is None:
-            if self.config.refine == "sam" and self.refiner is None and self.sam_missing not in self.warnings:
+            config = self.find_config(name)
+            if config.refine == "sam" and self.refiner is None and self.sam_missing not in self.warnings:
                 self.warnings.append(self.sam_missing)  # logged once, where SAM was looked for; not per tile
             search = box
             if self.aoi is not None and box == self.aoi.box:
                 search = (0, 0, self.tile.width, self.tile.height)
-            score_map = self.score_map(name)
+            score_map = self.score_map(name, config)
             charge(_box_cells(search, self.scale) * COSTS.pixel_segmented, "pixels segmented")
             refiner = None if self.refiner is None else _ChargedRefiner(self.refiner)
-            found = self.source.find(score_map, search, self.config, refiner, name=name)
+            # contrast maps are not the scorer's: a scene upsamples them rather than rescoring the query
+            query = None if config.threshold_mode == "contrast" else name
+            found = self.source.find(score_map, search, config, refiner, name=query)
             if self.aoi is not None:
                 found = [i for i in found if self.aoi.contains_px(*i.centroid())]
             self._found.put(key, found)

@@ -23,9 +23,11 @@ from graft_vqa.config import EngineConfig
 from graft_vqa.core.errors import ConfigError, PlannerError, ProgramError, QuestionNotUnderstoodError
 from graft_vqa.core.lru import LRU
 from graft_vqa.core.memory import release_free_memory
+from graft_vqa.perception.contrast import load_vocabulary
 from graft_vqa.perception.protocols import Refiner, Scorer
 from graft_vqa.planner.program import Planner, Program
 from graft_vqa.planner.queries import program_queries
+from graft_vqa.thresholds import ThresholdTable, load_thresholds, scorer_id
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only (the modules load torch)
     from graft_vqa.image_patch import ImagePatch
@@ -70,6 +72,9 @@ class Engine:
         self._programs: dict[str, Program] = {}  # normalised question -> Program, for this engine's life
         self._disk_cache: Any = None  # ProgramCache in config.cache_dir (default $GRAFT_VQA_HOME/programs)
         self._last_run: tuple[str, int, Execution] | None = None  # (source, id(root), execution) of the last run
+        self.thresholds: ThresholdTable | None = _thresholds(self.config)  # per-concept thresholds, validated now
+        self._vocabulary = _vocabulary(self.config, self.thresholds)  # contrast mode's background, checked now
+        self._thresholds_checked = False  # the thresholds' weights compared with the scorer's (once)
 
     # --- lazily built parts --------------------------------------------------------------------
     @property
@@ -137,11 +142,26 @@ class Engine:
             from graft_vqa.scene import SceneMaps
 
             source = SceneMaps(tile, self.scorer, self.config.scene, aoi=aoi, progress=self.progress)
+        self._check_thresholds()
         context = PatchContext(tile=tile, scorer=self.scorer, refiner=refiner, config=self.config.find,
                                sam_missing=self._sam_missing or SAM_MISSING, aoi=aoi, source=source,
-                               retain_mb=self.config.find_cache_mb)
+                               retain_mb=self.config.find_cache_mb,
+                               thresholds=self.thresholds)
         box = None if aoi is None else aoi.box
         return ImagePatch(tile, box=box, context=context, root=True)
+
+    def _check_thresholds(self) -> None:
+        """Once: warn on every answer when the thresholds file was calibrated for other weights (or, for its
+        contrast entries, against another background vocabulary)."""
+        if self.thresholds is None or self._thresholds_checked:
+            return
+        self._thresholds_checked = True
+        warnings = [self.thresholds.weights_warning(scorer_id(self.scorer))]
+        if self._vocabulary is not None:
+            warnings.append(self.thresholds.vocabulary_warning(self._vocabulary))
+        for message in filter(None, warnings):
+            log.warning(message)
+            self._warnings.append(message)
 
     # --- programs ------------------------------------------------------------------------------
     def plan(self, question: str, root: ImagePatch | None = None) -> Program:
@@ -294,6 +314,19 @@ def _check_parts(scorer: Any, refiner: Any, planner: Any, config: Any) -> None:
                               f"see graft_vqa.Engine's documentation for what a {name} needs")
     if config is not None and not isinstance(config, EngineConfig):
         raise ConfigError(f"config must be an EngineConfig, got {type(config).__name__}")
+
+
+def _thresholds(config: EngineConfig) -> ThresholdTable | None:
+    """The thresholds file of ``config`` (None when unset); a bad file raises ThresholdsError now."""
+    path = config.find.thresholds
+    return load_thresholds(path) if path else None
+
+
+def _vocabulary(config: EngineConfig, table: ThresholdTable | None) -> tuple[str, ...] | None:
+    """Contrast mode's background vocabulary when any setting uses contrast mode (read and checked now)."""
+    if config.find.threshold_mode != "contrast" and not (table is not None and table.uses_contrast()):
+        return None
+    return load_vocabulary(config.find.contrast_vocabulary)
 
 
 def _crs_string(tile: Any) -> str | None:

@@ -127,9 +127,11 @@ class ImagePatch:
 
         Example: `car.verify_property("car", "red")`
         """
-        score_map = self.context.score_map(f"{property} {name}")
-        cut = threshold_value(score_map, self.context.source.valid(), self.context.config)
-        mean = self._mean_score(f"{property} {name}")
+        config = self.context.find_config(str(name))  # the find settings of the thing described
+        query = f"{property} {name}"
+        score_map = self.context.score_map(query, config)
+        cut = threshold_value(score_map, self.context.source.valid(), config)
+        mean = self._mean_score(query, config)
         return bool(np.isfinite(mean) and mean >= cut)
 
     @api
@@ -344,10 +346,10 @@ class ImagePatch:
         shape = (max(0, -(-(bottom - top) // scale)), max(0, -(-(right - left) // scale)))
         return Instance(crop=np.ones(shape, dtype=bool), box=self.box, best_pixel=(top, left), score=0.0, scale=scale)
 
-    def _mean_score(self, name: str) -> float:
-        """Mean score of ``name`` over this patch's mask (on the map's grid)."""
+    def _mean_score(self, name: str, config: Any = None) -> float:
+        """Mean score of ``name`` over this patch's mask (on the map's grid; ``config`` as in ``score_map``)."""
         scale = self.context.scale
-        score_map = self.context.score_map(name)
+        score_map = self.context.score_map(name, config)
         left, top, right, bottom = self.box
         charge(-(-(right - left) // scale) * -(-(bottom - top) // scale) * COSTS.pixel_masked, "pixels masked")
         cells = (left - left % scale, top - top % scale, right, bottom)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 from graft_vqa import weights
@@ -84,14 +85,33 @@ def _text_encoder(config: EngineConfig) -> tuple[Any, list[str]]:
     return text, [_untrained("CLIP text", hint)]
 
 
+def _file_id(name: str, path: str | None) -> str:
+    """The fingerprint of the weights file ``name`` resolves to, or the seeded random weights' id."""
+    found = weights.find(name, path) if name in weights.WEIGHTS else (Path(path) if path else None)
+    return weights.fingerprint(found) if found is not None else f"untrained(seed={UNTRAINED_SEED})"
+
+
+def scorer_weights_id(config: EngineConfig) -> str:
+    """What identifies the default scorer's scores: GRAFT architecture and weights, text tower and weights,
+    prompt template. A thresholds file records it; another id means other scores."""
+    text_model = config.resolved_text_model()
+    text_name = CLIP_WEIGHTS if text_model == CLIP_WEIGHTS else ""
+    graft_id = _file_id(config.graft_weights, config.graft_checkpoint)
+    text_id = _file_id(text_name, config.clip_checkpoint)
+    return f"{config.graft_model}[{graft_id}]+{text_model}[{text_id}]+template={config.text_template}"
+
+
 def build_default_scorer(config: EngineConfig) -> tuple[Any, list[str]]:
-    """The GRAFT pixel-level scorer: GRAFT checkpoint + CLIP ViT-B/16 text tower."""
+    """The GRAFT pixel-level scorer: GRAFT checkpoint + CLIP ViT-B/16 text tower; its ``weights_id``
+    is :func:`scorer_weights_id`."""
     from graft_vqa.perception.scorer import GraftScorer
 
     model, model_id, warnings = _graft_model(config)
     text, text_warnings = _text_encoder(config)
     model = model.to(config.device).eval()
-    return GraftScorer(model, text, template=config.text_template, model_id=model_id), warnings + text_warnings
+    scorer = GraftScorer(model, text, template=config.text_template, model_id=model_id)
+    scorer.weights_id = scorer_weights_id(config)
+    return scorer, warnings + text_warnings
 
 
 def build_default_refiner(config: EngineConfig) -> tuple[Any, list[str]]:

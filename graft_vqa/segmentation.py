@@ -5,7 +5,8 @@ Two recipes:
 - ``method="sam-point"`` (the GRAFT paper's): the centre of the highest-scoring ``patch_size`` px
   patch is a foreground point prompt for SAM; of SAM's three masks the one with the highest
   predicted IoU is kept.
-- ``method="threshold"``: the score map thresholded as ``find`` does (absolute or relative), no SAM.
+- ``method="threshold"``: the score map thresholded as ``find`` does (absolute, relative, or contrast
+  probabilities against the background vocabulary), no SAM.
 
 The scorer and refiner are arguments; building default models is the Engine's job.
 """
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from graft_vqa.config import FindConfig
 from graft_vqa.core.errors import DatasetNotFoundError, GraftVQAError
 from graft_vqa.perception.components import threshold_value
+from graft_vqa.perception.contrast import contrast_scorer
 from graft_vqa.perception.geometry import mask_polygon
 from graft_vqa.perception.scorer import resize_maps
 
@@ -88,8 +90,15 @@ def segment(image: Any, text: str, *, scorer: Any, refiner: Any = None, method: 
         raise GraftVQAError("segment needs a scorer: pass scorer=GraftScorer(model, text_encoder) "
                             "(or use graft_vqa.Engine, which builds the default one)")
     tile = load_tile(image, gsd_m=gsd_m)
-    score = resize_maps(scorer.score_maps(tile, [text]), (tile.height, tile.width))[0]
+    score = resize_maps(_scorer_for(scorer, method, config).score_maps(tile, [text]), (tile.height, tile.width))[0]
     return segment_tile(tile, score, refiner=refiner, method=method, config=config, patch_size=patch_size)
+
+
+def _scorer_for(scorer: Any, method: str, config: FindConfig | None) -> Any:
+    """``scorer``, or its contrast probabilities when thresholding in contrast mode."""
+    if method == "threshold" and config is not None and config.threshold_mode == "contrast":
+        return contrast_scorer(scorer, config)
+    return scorer
 
 
 @dataclass
@@ -144,6 +153,7 @@ def evaluate_miou(folder: str | Path, classes: list[str], *, scorer: Any, refine
     inter = dict.fromkeys(classes, 0)
     union = dict.fromkeys(classes, 0)
     pairs = _pairs(Path(folder))
+    scorer = _scorer_for(scorer, method, config)
     for img_path, mask_path in tqdm(pairs, desc="mIoU", unit="image", disable=len(pairs) < 10):
         tile = load_tile(img_path)
         labels = _read_labels(mask_path)

@@ -160,6 +160,23 @@ def resolve(name: str, path: str | os.PathLike | None = None, *, download: bool 
     raise WeightsNotFoundError(missing_message(name))
 
 
+FINGERPRINT_BYTES = 1 << 20  # bytes read from each end of a weights file for its fingerprint
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """A short id of a weights file that is cheap for large files: its size and a BLAKE2b digest of its
+    first and last MiB (two copies of one checkpoint agree; another checkpoint differs)."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.blake2b(str(size).encode(), digest_size=8)
+    with open(path, "rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        if size > FINGERPRINT_BYTES:
+            f.seek(max(size - FINGERPRINT_BYTES, FINGERPRINT_BYTES))
+            digest.update(f.read())
+    return f"{size}:{digest.hexdigest()}"
+
+
 def pull(name: str, *, url: str | None = None, progress: bool = True) -> Path:
     """Download ``name`` into the cache (atomically, with a progress bar) and return its path."""
     spec = source(name)

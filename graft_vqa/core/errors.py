@@ -14,6 +14,10 @@ class ConfigError(GraftVQAError, ValueError):
     """A configuration value is invalid; the message names the key, the value and what is allowed."""
 
 
+class ThresholdsError(ConfigError):
+    """A thresholds file (``graft-vqa calibrate``) is missing, malformed or of another format version."""
+
+
 # --- tiles -------------------------------------------------------------------------------------
 class TileError(GraftVQAError):
     """A tile could not be read or used."""

@@ -1,8 +1,11 @@
 """Score map → instances: threshold, connected components, size filters, optional SAM refinement.
 
-Connectivity is **8-connected** (``skimage.measure.label(..., connectivity=2)``): pixels that touch
-by a corner belong to the same instance, so two blobs whose masks touch (even diagonally) are
-one instance, and a thin diagonal structure (a road drawn at 45°) is not split into single pixels.
+Connectivity is **8-connected** (``scipy.ndimage.label`` with a 3×3 structure, the same labels as
+``skimage.measure.label(..., connectivity=2)``): pixels that touch by a corner belong to the same
+instance, so two blobs whose masks touch (even diagonally) are one instance, and a thin diagonal
+structure (a road drawn at 45°) is not split into single pixels.
+
+An instance's best cell is the first cell (in row-major order) that holds its highest score.
 """
 from __future__ import annotations
 
@@ -12,18 +15,27 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.measure import label
 
 from graft_vqa.config import FindConfig
+from graft_vqa.core.errors import ConfigError
 from graft_vqa.perception.instances import Box, Instance, area_m2, box_mask, mask_box, paste
 from graft_vqa.perception.protocols import Refiner
 
 log = logging.getLogger(__name__)
 
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # ndimage.label's structure for 8-connectivity
+
+
 def threshold_value(score_map: np.ndarray, region: np.ndarray, config: FindConfig) -> float:
-    """The cut-off for ``score_map`` inside ``region`` (absolute, or relative to the region's range)."""
-    if config.threshold_mode == "absolute":
+    """The cut-off for ``score_map`` inside ``region``: absolute (``threshold``), contrast (``contrast_threshold``,
+    on the probabilities of :mod:`graft_vqa.perception.contrast`), or relative to the region's range."""
+    mode = config.threshold_mode
+    if mode == "absolute":
         return float(config.threshold)
+    if mode == "contrast":
+        return float(config.contrast_threshold)
+    if mode != "relative":
+        raise ConfigError(f"unknown threshold_mode {mode!r}; use absolute, relative or contrast")
     values = score_map[region]
     if values.size == 0:
         return float("inf")
@@ -56,7 +68,7 @@ def grid_components(score: np.ndarray, valid: np.ndarray, cut: float, *, origin:
     each tile row) enables ``min_area_m2``. Each instance's crop covers only its own box.
     """
     fg = (score >= cut) & valid
-    labels, n = label(fg, connectivity=2, return_num=True)
+    labels, n = ndimage.label(fg, structure=EIGHT_CONNECTED)
     if n == 0:
         return []
     left0, top0 = origin

@@ -11,11 +11,17 @@ Documented thresholds (module constants, so callers and the API spec can quote t
   staircase). ``fill >= SHAPE_RECT_FILL`` → ``"square"`` when ``aspect <= SHAPE_SQUARE_ASPECT``
   else ``"rectangular"``; otherwise ``circularity >= SHAPE_CIRCLE_CIRCULARITY`` and
   ``aspect <= SHAPE_CIRCLE_ASPECT`` → ``"circular"``; anything else ``"irregular"``.
+
+Tracing is the costly part, so outlines and shape labels are remembered by mask content
+(``GEOMETRY_MEMO`` masks each): the questions on one tile that ask for the shapes or relations of the
+same instances trace each one once.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -26,6 +32,8 @@ from rasterio import features
 from shapely.geometry import MultiPolygon, Polygon, shape as shapely_shape
 from skimage.measure import regionprops
 
+from graft_vqa.core.lru import LRU
+
 SIZE_SMALL_MAX_M2 = 500.0  # below: "small" (a house, a small pond)
 SIZE_MEDIUM_MAX_M2 = 10_000.0  # below: "medium" (up to one hectare); above: "large"
 SIZE_SMALL_MAX_FRACTION = 0.01  # without georeferencing: below 1 % of the tile is "small"
@@ -34,11 +42,30 @@ SHAPE_RECT_FILL = 0.90  # fills at least 90 % of its minimum rotated rectangle: 
 SHAPE_SQUARE_ASPECT = 1.25  # a rectangle whose long side is at most 1.25x the short one: a square
 SHAPE_CIRCLE_CIRCULARITY = 0.85  # 4πA/P² of a disc is 1, of a square π/4 ≈ 0.785
 SHAPE_CIRCLE_ASPECT = 1.25  # a circle's minimum rotated rectangle is a square
+GEOMETRY_MEMO = 4096  # outlines and shape labels remembered, by mask content
+
+_memo: LRU[tuple, Any] = LRU(max_items=2 * GEOMETRY_MEMO)
+_memo_lock = threading.Lock()
+
+
+def _remembered(key: tuple, make: Any) -> Any:
+    """``make()`` once per ``key`` (thread-safe; computed outside the lock)."""
+    with _memo_lock:
+        found = _memo.get(key)
+    if found is None:
+        found = make()
+        with _memo_lock:
+            _memo.put(key, found)
+    return found
 
 
 def mask_polygon(mask: np.ndarray, transform: Affine = Affine.identity()) -> Polygon | MultiPolygon:
-    """Exact pixel-edge outline of a boolean mask (holes kept) under ``transform``."""
+    """Exact pixel-edge outline of a boolean mask (holes kept) under ``transform``, remembered by content."""
     mask = np.asarray(mask, dtype=bool)
+    return _remembered(("outline", mask_key(mask), tuple(transform)), lambda: _trace(mask, transform))
+
+
+def _trace(mask: np.ndarray, transform: Affine) -> Polygon | MultiPolygon:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return Polygon()
@@ -148,8 +175,25 @@ def shape_measures(mask: np.ndarray) -> dict[str, float]:
             "circularity": float(4 * math.pi * area / perimeter ** 2)}
 
 
+def mask_key(mask: np.ndarray) -> bytes:
+    """A digest of a boolean mask's content and position (equal masks, equal keys)."""
+    m = np.asarray(mask, dtype=bool)
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        return b"empty"
+    crop = m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    digest = hashlib.blake2b(np.packbits(crop).tobytes(), digest_size=16)
+    digest.update(np.array([rows[0], cols[0], *crop.shape], dtype=np.int64).tobytes())
+    return digest.digest()
+
+
 def shape_label(mask: np.ndarray) -> str:
-    """"square" / "rectangular" / "circular" / "irregular" (thresholds in the module docstring)."""
+    """"square" / "rectangular" / "circular" / "irregular" (thresholds in the module docstring),
+    remembered by mask content."""
+    return _remembered(("shape", mask_key(mask)), lambda: _shape_label(mask))
+
+
+def _shape_label(mask: np.ndarray) -> str:
     s = shape_measures(mask)
     if s["fill"] >= SHAPE_RECT_FILL:
         return "square" if s["aspect"] <= SHAPE_SQUARE_ASPECT else "rectangular"

@@ -59,6 +59,7 @@ class GraftScorer:
         self.text_cache_mb = text_cache_mb  # text embeddings kept (2 KB each: 1 MB holds 512 names)
         self._texts: LRU[str, torch.Tensor] = LRU(max_bytes=int(text_cache_mb * (1 << 20)))  # text -> (512,)
         self.grid_calls = 0  # number of patch-grid computations (for tests and benchmarks)
+        self.weights_id: str | None = None  # what identifies its scores (set by models.build_default_scorer)
 
     def patch_grid(self, tile: Any) -> torch.Tensor:
         """(gh, gw, 512) L2-normalised features of the tile, cached by ``tile.key``."""

@@ -43,10 +43,11 @@ class AppOptions:
 
 
 def _settings(planner: str, base_url: str, model: str, api_key: str, threshold: float, refine_with_sam: bool,
-              gsd_m: float | None) -> UISettings:
+              gsd_m: float | None, thresholds: str = "") -> UISettings:
     return UISettings(planner=planner, base_url=(base_url or "").strip(), model=(model or "").strip(),
                       api_key=(api_key or "").strip(), threshold=float(threshold),
-                      refine="sam" if refine_with_sam else "none", gsd_m=float(gsd_m) if gsd_m else None)
+                      refine="sam" if refine_with_sam else "none", gsd_m=float(gsd_m) if gsd_m else None,
+                      thresholds=(thresholds or "").strip())
 
 
 def _settings_panel(gr: Any, s: UISettings, sam: bool | None = None) -> list[Any]:
@@ -64,7 +65,10 @@ def _settings_panel(gr: Any, s: UISettings, sam: bool | None = None) -> list[Any
                              "SAM weights not found: instances are the thresholded score maps")
         gsd = gr.Number(value=s.gsd_m, label="GSD (m/px) for images without georeferencing", minimum=0,
                         info="0: unknown (no areas in m² for PNG/JPEG or CRS-less tiles)")
-    return [planner, base_url, model, api_key, threshold, refine, gsd]
+        thresholds = gr.Textbox(value=s.thresholds, label="Thresholds file (graft-vqa calibrate)",
+                                placeholder="thresholds.json",
+                                info="per-concept thresholds learned by graft-vqa calibrate; override the slider")
+    return [planner, base_url, model, api_key, threshold, refine, gsd, thresholds]
 
 
 def build_app(engine_factory: EngineFactory | None = None, options: AppOptions | None = None) -> Any:

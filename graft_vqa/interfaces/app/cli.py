@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Sequence
 
+from graft_vqa.core.errors import ThresholdsError
 from graft_vqa.interfaces.advice import install_cli_logging
 from graft_vqa.interfaces.app.session import UISettings
 from graft_vqa.interfaces.options import add_engine_options, engine_config
+from graft_vqa.thresholds import load_thresholds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the server's log is read by whoever started it from the command line: flags, not Python names
     install_cli_logging(config, level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.find.thresholds:
+        try:
+            load_thresholds(config.find.thresholds)  # a bad file stops the app now, in one line
+        except ThresholdsError as exc:
+            print(f"graft-vqa app: error: {exc}", file=sys.stderr)
+            return 2
     settings = UISettings(planner=args.planner, base_url=args.base_url or "", model=args.model or "",
                           api_key=args.api_key, threshold=config.find.threshold,
-                          refine=config.find.refine, gsd_m=config.gsd_m)
+                          refine=config.find.refine, gsd_m=config.gsd_m, thresholds=config.find.thresholds or "")
     options = AppOptions(max_upload_mb=args.max_upload_mb, settings=settings, engine=config)
     app = build_app(default_engine_factory(config), options)
     launch(app, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb)

@@ -34,6 +34,7 @@ class UISettings:
     threshold: float = FindConfig.threshold  # find's cosine score threshold (FindConfig's default)
     refine: str = FindConfig.refine  # "sam": refine instances with SAM; "none": keep the components
     gsd_m: float | None = None  # ground sample distance for images without georeferencing
+    thresholds: str = ""  # thresholds.json from `graft-vqa calibrate` (overrides the threshold); "" for none
 
 
 EngineFactory = Callable[[UISettings], Any]  # settings -> an object with .ask(image, question) -> Answer
@@ -47,7 +48,7 @@ def default_engine_factory(base: EngineConfig | None = None) -> EngineFactory:
         from graft_vqa.engine import Engine
 
         find = dataclasses.replace(base.find, threshold=settings.threshold,
-                                   refine=settings.refine)
+                                   refine=settings.refine, thresholds=settings.thresholds or None)
         config = dataclasses.replace(base, find=find, gsd_m=settings.gsd_m or base.gsd_m)
         planner = None
         if settings.planner == "openai":

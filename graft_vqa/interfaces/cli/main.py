@@ -13,7 +13,7 @@ from graft_vqa import __version__
 from graft_vqa.core.errors import GraftVQAError
 from graft_vqa.interfaces.advice import for_cli, install_cli_logging
 from graft_vqa.core.text import clean_text
-from graft_vqa.interfaces.cli import ask, weights
+from graft_vqa.interfaces.cli import ask, calibrate, weights
 
 log = logging.getLogger("graft_vqa")
 
@@ -22,10 +22,12 @@ EPILOG = """examples:
   graft-vqa ask tile.tif "How many buildings are there?" --planner openai --json
   graft-vqa weights list
   graft-vqa eval --benchmark rsvqa --data-root ../shared/data/rsvqa_lr_sample --limit 100 --out runs/lr
+  graft-vqa calibrate --data-root ../shared/data/rsvqa_lr_sample --split test --allow-untrained --out lr.json
+  graft-vqa eval --data-root DIR --thresholds lr.json --out runs/lr-calibrated
   graft-vqa app --port 7860
 """
 
-COMMANDS = (ask, weights)  # modules with register(sub); their parsers set func
+COMMANDS = (ask, calibrate, weights)  # modules with register(sub); their parsers set func
 
 
 def _run_eval(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ combines shards. ``OUT/report.json`` and ``OUT/report.md`` hold the RSVQA metric
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import logging
@@ -26,6 +27,7 @@ from graft_vqa.interfaces.advice import for_cli, install_cli_logging
 from graft_vqa.interfaces.options import add_engine_options, engine_config, given_options, make_planner
 from graft_vqa.config import EngineConfig
 from graft_vqa.core.errors import ConfigError, GraftVQAError
+from graft_vqa.thresholds import load_thresholds
 
 log = logging.getLogger(__name__)
 DATA_ROOT_ENV = "GRAFT_VQA_RSVQA_ROOT"
@@ -93,6 +95,11 @@ def system_meta(args: argparse.Namespace) -> dict[str, Any]:
     settings = run_config(args).settings()
     settings.pop("cache_dir", None)  # where programs are cached does not change the answers
     meta.update(settings)
+    if settings.get("thresholds"):  # which thresholds file, by content: another file is another system
+        table = load_thresholds(settings["thresholds"])
+        meta["thresholds_file"] = {"path": str(Path(settings["thresholds"]).resolve()),
+                                   "sha256": hashlib.sha256(Path(settings["thresholds"]).read_bytes()).hexdigest(),
+                                   "created": table.record.get("created"), "weights_id": table.weights_id}
     return meta
 
 
