@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from graft_vqa import weights
 from graft_vqa.config import EngineConfig, FindConfig, SceneConfig, cli_fields
+from graft_vqa.core.errors import ConfigError
 
 PLANNERS = ("rules", "openai")
 _GROUPS = ((EngineConfig, "models, weights and sandbox"), (FindConfig, "find"),
@@ -119,3 +120,29 @@ def make_planner(args: argparse.Namespace) -> Any:
 
     return OpenAIPlanner(base_url=args.base_url, model=args.model, structured=getattr(args, "structured", "off"),
                          fewshots=getattr(args, "fewshots", None), timeout=getattr(args, "llm_timeout", 60.0))
+
+
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]``, ``--workers``, ``--worker-cpus``: run on a Ray cluster (docs/distributed.md)."""
+    group = parser.add_argument_group("Ray cluster (optional extra: pip install 'graft-vqa[distributed]')")
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run on a Ray cluster: host:port of its head, auto (the cluster 'ray start' made on "
+                            "this machine, or $RAY_ADDRESS), or nothing to start a local Ray for this run")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="Ray workers, each holding the models once (default: one per GPU of the cluster, "
+                            "else one per CPU)")
+    group.add_argument("--worker-cpus", type=positive_float, default=1.0, metavar="C",
+                       help="CPUs per Ray worker, also its torch threads (default: 1)")
+
+
+def check_ray_options(args: argparse.Namespace) -> None:
+    """``--workers``/``--worker-cpus`` only with ``--ray``; a bad ``--ray`` address is a ConfigError."""
+    if args.ray is None:
+        if args.workers is not None or args.worker_cpus != 1.0:
+            raise ConfigError("--workers and --worker-cpus need --ray (run on a Ray cluster)")
+        return
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    from graft_vqa.distributed import check_address  # imports ray: only with --ray
+
+    check_address(args.ray)
