@@ -21,9 +21,17 @@ except ImportError:
     raise DistributedError("--ray needs Ray, which is not installed: install the optional extra "
                            "with pip install 'graft-vqa[distributed]'") from None
 
-from graft_vqa.distributed.cluster import Cluster, check_address, connect, disconnect  # noqa: E402
+from graft_vqa.distributed.cluster import Cluster, connect, disconnect  # noqa: E402
 from graft_vqa.distributed.pool import Done, WorkerPool, WorkerSpec, worker_spec  # noqa: E402
-from graft_vqa.distributed.scenes import RayWindowRunner  # noqa: E402
 
-__all__ = ["Cluster", "Done", "RayWindowRunner", "WorkerPool", "WorkerSpec", "check_address", "connect",
-           "disconnect", "worker_spec"]
+__all__ = ["Cluster", "Done", "RayWindowRunner", "WorkerPool", "WorkerSpec", "connect", "disconnect", "worker_spec"]
+
+
+def __getattr__(name: str) -> object:
+    """``RayWindowRunner`` on first use: the scene code loads torch, which evaluation workers running
+    another system (``--answerer``) never need (start-up speed only)."""
+    if name == "RayWindowRunner":
+        from graft_vqa.distributed.scenes import RayWindowRunner
+
+        return RayWindowRunner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

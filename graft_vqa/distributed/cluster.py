@@ -21,27 +21,12 @@ from typing import Any
 import ray
 from ray._private import ray_constants
 
-from graft_vqa.core.errors import ConfigError, DistributedError
+from graft_vqa.core.errors import DistributedError
 
 log = logging.getLogger(__name__)
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds and advertises 127.0.0.1 only
 LOCAL = ("local", "")  # --ray values that start a local Ray
-
-
-def check_address(address: str | None) -> str | None:
-    """``None``/"local" (start a local Ray), "auto", ``host:port`` or ``ray://host:port``; anything else
-    (a tile path swallowed by ``--ray``) is a :class:`ConfigError`."""
-    if address is None or address in LOCAL:
-        return None
-    if address == "auto" or address.startswith("ray://"):
-        return address
-    host, _, port = address.rpartition(":")
-    if host and port.isdigit():
-        return address
-    raise ConfigError(f"--ray {address!r}: give host:port (the head node's GCS address), auto (the cluster "
-                      f"'ray start' made on this machine) or local; write --ray last or --ray=ADDRESS so that it "
-                      f"does not take the next argument")
 
 
 @dataclass
@@ -81,9 +66,10 @@ def _private_token() -> None:
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, verbose: bool = False) -> Cluster:
-    """Join the cluster at ``address`` (see :func:`check_address`), or start a local Ray with ``num_cpus``
-    CPUs (default: this machine's). Raises :class:`DistributedError` when there is no cluster there."""
-    address = check_address(address)
+    """Join the cluster at ``address`` (``host:port``, ``ray://host:port``, ``auto``), or start a local Ray
+    with ``num_cpus`` CPUs (default: this machine's) when it is ``None`` or "local". Raises
+    :class:`DistributedError` when there is no cluster there."""
+    address = None if address in LOCAL else address
     start = time.perf_counter()
     if ray.is_initialized():
         log.info("already connected to Ray")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from graft_vqa.config import EngineConfig
 from graft_vqa.core.errors import DistributedError
-from graft_vqa.distributed.cluster import Cluster, connect
+from graft_vqa.distributed.cluster import Cluster, connect, disconnect
 from graft_vqa.distributed.pool import WorkerPool, WorkerSpec, worker_spec
 from graft_vqa.models import build_default_scorer
 from graft_vqa.scene.plan import PlannedWindow
@@ -75,13 +75,14 @@ class RayWindowRunner:
         self.spec = spec
         self.batch = max(1, batch)
         self.cluster = cluster
+        self._joined = False  # this runner joined (or started) the cluster, so it leaves it on close
         self.pool: WorkerPool | None = None
         self.windows_by_node: Counter[str] = Counter()  # windows scored per Ray node (for tests and benchmarks)
 
     def _ensure_pool(self, scorer: Any) -> WorkerPool:
         if self.pool is None:
             if self.cluster is None:
-                self.cluster = connect(self.address)
+                self.cluster, self._joined = connect(self.address), True
             spec, device = self.spec, self.device
             if spec is None:
                 spec, device = worker_spec(self.cluster, workers=self.workers, cpus=self.worker_cpus,
@@ -106,10 +107,16 @@ class RayWindowRunner:
             yield from done.result
 
     def close(self) -> None:
-        """Stop the actors (the cluster connection stays)."""
+        """Stop the actors; leave the cluster if this runner joined it (a local Ray it started stops)."""
+        if self.windows_by_node:
+            log.info("scene windows per node: %d nodes (%s)", len(self.windows_by_node),
+                     ", ".join(f"{node}: {n}" for node, n in sorted(self.windows_by_node.items())))
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+        if self._joined:
+            disconnect(self.cluster)
+            self.cluster, self._joined = None, False
 
 
 def _check_same_model(scorer: Any, infos: list[dict[str, Any]]) -> None:

@@ -122,10 +122,21 @@ def make_planner(args: argparse.Namespace) -> Any:
                          fewshots=getattr(args, "fewshots", None), timeout=getattr(args, "llm_timeout", 60.0))
 
 
+def ray_address(text: str) -> str:
+    """argparse type of ``--ray``: ``host:port``, ``ray://host:port``, ``auto`` or ``local``; anything else
+    (a tile path that ``--ray`` took as its address) is refused before the command runs."""
+    host, _, port = text.rpartition(":")
+    if text in ("auto", "local") or text.startswith("ray://") or (host and port.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a cluster address: give host:port (the head node's), auto (the cluster 'ray start' made "
+        f"on this machine) or local; write --ray last or as --ray=ADDRESS so that it does not take the next argument")
+
+
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
     """``--ray [ADDRESS]``, ``--workers``, ``--worker-cpus``: run on a Ray cluster (docs/distributed.md)."""
     group = parser.add_argument_group("Ray cluster (optional extra: pip install 'graft-vqa[distributed]')")
-    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS", type=ray_address,
                        help="run on a Ray cluster: host:port of its head, auto (the cluster 'ray start' made on "
                             "this machine, or $RAY_ADDRESS), or nothing to start a local Ray for this run")
     group.add_argument("--workers", type=int, default=None, metavar="N",
@@ -136,13 +147,8 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
 
 
 def check_ray_options(args: argparse.Namespace) -> None:
-    """``--workers``/``--worker-cpus`` only with ``--ray``; a bad ``--ray`` address is a ConfigError."""
-    if args.ray is None:
-        if args.workers is not None or args.worker_cpus != 1.0:
-            raise ConfigError("--workers and --worker-cpus need --ray (run on a Ray cluster)")
-        return
+    """``--workers``/``--worker-cpus`` only with ``--ray``, and at least one worker."""
+    if args.ray is None and (args.workers is not None or args.worker_cpus != 1.0):
+        raise ConfigError("--workers and --worker-cpus need --ray (run on a Ray cluster)")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    from graft_vqa.distributed import check_address  # imports ray: only with --ray
-
-    check_address(args.ray)

@@ -15,7 +15,14 @@ from typing import Any
 
 from graft_vqa.core.errors import OutputPathError
 from graft_vqa.interfaces.advice import for_cli
-from graft_vqa.interfaces.options import add_engine_options, engine_config, make_planner
+from graft_vqa.interfaces.options import (
+    add_engine_options,
+    add_ray_options,
+    check_ray_options,
+    engine_config,
+    given_options,
+    make_planner,
+)
 
 VECTOR_HELP = "GeoPackage (.gpkg), GeoJSON (.geojson), FlatGeobuf (.fgb) or Shapefile (.shp)"
 
@@ -48,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--out", metavar="TABLE", help="write the per-tile table to TABLE (.csv or .jsonl)")
     out.add_argument("--show-program", action="store_true", help="print the program that answered")
     add_engine_options(ask)
+    add_ray_options(ask)
     ask.set_defaults(func=run)
 
 
@@ -87,20 +95,36 @@ def prepare(args: argparse.Namespace) -> Request:
     return Request(tiles=tiles, collection=collection, aoi=aoi, vector_crs=args.vector_crs)
 
 
-def build_engine(args: argparse.Namespace) -> Any:
+def build_engine(args: argparse.Namespace, window_runner: Any = None) -> Any:
     """The engine for these arguments (tests replace it with one of known score maps)."""
     from graft_vqa.engine import Engine
 
-    return Engine(planner=make_planner(args), config=engine_config(args))
+    return Engine(planner=make_planner(args), config=engine_config(args), window_runner=window_runner)
 
 
 def run(args: argparse.Namespace) -> int:
     """Answer the question; print the answer (or the whole answer as JSON); 0 when it answered."""
+    check_ray_options(args)
     request = prepare(args)
-    engine = build_engine(args)
-    if request.collection:
-        return _run_collection(args, request, engine)
-    return _run_one(args, request, engine)
+    runner = _window_runner(args)
+    try:
+        engine = build_engine(args, runner) if runner is not None else build_engine(args)
+        if request.collection:
+            return _run_collection(args, request, engine)
+        return _run_one(args, request, engine)
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _window_runner(args: argparse.Namespace) -> Any:
+    """With ``--ray``: a scene's windows run on the cluster's workers (Ray starts only if the tile is a scene)."""
+    if args.ray is None:
+        return None
+    from graft_vqa.distributed import RayWindowRunner  # imports ray: only with --ray
+
+    return RayWindowRunner(engine_config(args), address=args.ray, workers=args.workers,
+                           worker_cpus=args.worker_cpus, device=given_options(args).get("device"))
 
 
 def _run_one(args: argparse.Namespace, request: Request, engine: Any) -> int:
