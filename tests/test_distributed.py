@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from graft_vqa.interfaces.cli.main import main as cli_main
 from graft_vqa.interfaces.evaluation.report import TIMING_FIELDS
 from graft_vqa.interfaces.evaluation.run import main as eval_main
 
-from .fixtures.ray_cluster import RayCluster, remove, start_cluster
+from .fixtures.ray_cluster import RayCluster, processes, remove, start_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "rsvqa_lr_sample"
@@ -183,3 +185,27 @@ sys.exit(main(["ask", {str(tile)!r}, "Is there a water area?", "--ray"]))
 """)
     assert proc.returncode == 2 and "pip install 'graft-vqa[distributed]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_ray_without_an_address_starts_a_local_ray_that_ends_with_the_run(tmp_path):
+    ray_tmp = Path(tempfile.mkdtemp(prefix="gvl", dir="/tmp"))  # short: Ray's socket paths live under it
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path / "home"), "RAY_TMPDIR": str(ray_tmp)}
+    env = {k: v for k, v in env.items() if not k.startswith(("RAY_AUTH", "RAY_ENABLE_WINDOWS"))}
+    out = tmp_path / "o"
+    try:
+        proc = subprocess.run([sys.executable, str(REPO / "eval" / "run_vqa.py"), "--data-root", str(SAMPLE),
+                               "--limit", "200", "--answerer", "tests.fixtures.rsvqa_fake:make_answerer",
+                               "--out", str(out), "--no-progress", "--ray", "--workers", "2"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        records = _records(out)
+        assert len(records) == 200 and len({r["worker"]["pid"] for r in records}) == 2
+        assert {r["worker"]["node"] for r in records} != {"local"}
+        execution = json.loads((out / "report.json").read_text())["throughput"]["execution"]
+        assert execution["started_here"] and execution["address"] == "local" and execution["workers"] == 2
+        assert not (tmp_path / "home" / ".ray").exists()  # its token stayed in the environment
+        time.sleep(2)
+        left = [pid for pid, (_, cmd) in processes().items() if str(ray_tmp) in cmd]
+        assert not left, f"the local Ray outlived its run: {left}"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -58,11 +58,11 @@ def _loopback_only() -> None:
 
 
 def _private_token() -> None:
-    """Token authentication with a token of this process, unless the user set Ray's own variables
-    (otherwise Ray would write a token to ~/.ray/auth_token for a local Ray)."""
-    if "RAY_AUTH_MODE" not in os.environ:
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    """Token authentication with a token of this process's own: Ray turns token authentication on for
+    a local Ray and would write a new token to ~/.ray/auth_token; a token in the environment (which the
+    processes Ray starts inherit) is used instead. Ray's own variables, when set, are respected."""
+    if not any(k in os.environ for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, verbose: bool = False) -> Cluster:

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import ray
-from ray.exceptions import ActorDiedError, OutOfMemoryError, RayActorError, WorkerCrashedError
+from ray.exceptions import ActorUnavailableError, NodeDiedError, OutOfMemoryError, RayActorError, WorkerCrashedError
 
 from graft_vqa.core.errors import DistributedError
 from graft_vqa.distributed.cluster import Cluster, worker_info
 
 log = logging.getLogger(__name__)
 
-LOST = (RayActorError, ActorDiedError, WorkerCrashedError, OutOfMemoryError)  # a worker process is gone
+LOST = (RayActorError, WorkerCrashedError, OutOfMemoryError, NodeDiedError)  # a worker process is gone
 
 
 @dataclass(frozen=True)
@@ -170,16 +170,21 @@ class WorkerPool:
             try:
                 result, info, seconds = ray.get(ref)
             except LOST as exc:
-                self._lost(slot, index, unit, tries, exc, pending)
+                self._lost(slot, index, unit, tries, exc, pending, idle)
                 continue
             if isinstance(result, _Failed):
                 raise result.error
             idle.append(slot)
             yield Done(index, unit, result, info, seconds)
 
-    def _lost(self, slot: _Slot, index: int, unit: Any, tries: int, exc: Exception, pending: deque) -> None:
-        """An actor Ray could not bring back: drop it, give its unit to another actor."""
-        self._slots.remove(slot)
+    def _lost(self, slot: _Slot, index: int, unit: Any, tries: int, exc: Exception, pending: deque,
+              idle: list[_Slot]) -> None:
+        """An actor Ray could not bring back: drop it (or, only unreachable for now, keep it) and give its
+        unit to another actor."""
+        if isinstance(exc, ActorUnavailableError):
+            idle.append(slot)
+        else:
+            self._slots.remove(slot)
         log.warning("worker %s on node %s is lost (%s)", slot.info.get("pid"), slot.info.get("node"),
                     type(exc).__name__)
         if tries >= self.spec.unit_retries:
