@@ -101,10 +101,11 @@ class _Worker:
             self._state = _Failed(exc)
 
     def ready(self) -> dict[str, Any] | _Failed:
-        """Where this actor runs and the model id of what it holds, or why setup failed."""
+        """Where this actor runs, the model id and warnings of what it holds, or why setup failed."""
         if isinstance(self._state, _Failed):
             return self._state
-        return {**self._info, "model_id": getattr(self._state, "model_id", None)}
+        return {**self._info, "model_id": getattr(self._state, "model_id", None),
+                "warnings": list(getattr(self._state, "warnings", None) or [])}
 
     def run(self, unit: Any) -> tuple[Any, dict[str, Any], float]:
         if isinstance(self._state, _Failed):
@@ -137,14 +138,17 @@ class WorkerPool:
         self.start_s: float | None = None  # seconds until every actor had built its state
 
     def start(self) -> list[dict[str, Any]]:
-        """Wait until every actor has run ``setup``; their node, host, pid and model id. Raises what a
-        ``setup`` raised (missing weights on a node, bad settings)."""
+        """Wait until every actor has run ``setup``; their node, host, pid, model id and warnings (each
+        distinct warning is logged once). Raises what a ``setup`` raised (missing weights on a node, bad
+        settings)."""
         begin = time.perf_counter()
         infos = ray.get([slot.actor.ready.remote() for slot in self._slots])
         for slot, info in zip(self._slots, infos):
             if isinstance(info, _Failed):
                 raise info.error
             slot.info = info
+        for warning in dict.fromkeys(w for info in infos for w in info["warnings"]):
+            log.warning("workers: %s", warning)
         self.start_s = time.perf_counter() - begin
         log.info("%d worker(s) ready on %d node(s) in %.1f s", len(infos), len({i["node"] for i in infos}),
                  self.start_s)

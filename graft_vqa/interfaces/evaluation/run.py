@@ -106,8 +106,11 @@ def build_system(args: argparse.Namespace) -> tuple[Any, Callable[[Path, float],
 
 
 def worker_system(args: argparse.Namespace, layout: str) -> System:
-    """The system one Ray worker builds once (the engine's models load there, not in the driver)."""
+    """The system one Ray worker builds once: the engine's models load there, when the worker starts (so
+    missing weights stop the run before any question), never in the driver."""
     answerer, loader = build_system(args)
+    for part in ("scorer", "refiner"):  # the engine's lazily built models, built now
+        getattr(answerer, part, None)
     return System(answerer, loader, layout)
 
 

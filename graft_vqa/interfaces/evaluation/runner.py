@@ -191,6 +191,11 @@ class System:
     load_image: Callable[[Path, float], Any]  # (path, gsd_m) -> image
     layout: str  # "lr" or "hr"
 
+    @property
+    def warnings(self) -> list[str]:
+        """The answerer's engine-wide warnings so far (untrained weights, no SAM), if it has any."""
+        return list(getattr(self.answerer, "warnings", []) or [])
+
 
 def answer_unit(system: System, unit: Unit) -> Iterator[dict[str, Any]]:
     """The records of one unit, question by question: the image loaded once, its questions in a row
