@@ -145,6 +145,27 @@ def test_a_scene_question_on_two_nodes_equals_one_process(cluster, tmp_path, mon
     assert len(by_node) == 2 and sum(by_node.values()) == 2 * 9  # 9 windows per pass, on both nodes
 
 
+def test_a_tile_collection_on_two_nodes_equals_one_process(cluster, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GRAFT_VQA_WEIGHTS", cluster.env()["GRAFT_VQA_WEIGHTS"])  # the same warnings' text
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    for k in range(6):
+        shutil.copy(SAMPLE / "Images_LR" / f"{k}.tif", tiles / f"{k}.tif")
+    ask = ["ask", str(tiles / "*.tif"), "How many buildings are there?", "--json", "--gsd-m", "10", *ENGINE]
+    assert cli_main(ask) == 0
+    one = json.loads(capsys.readouterr().out)
+    proc = subprocess.run([sys.executable, "-m", "graft_vqa.interfaces.cli", "-v", *ask, "--ray", cluster.address,
+                           "--workers", "2"], cwd=REPO, env=cluster.env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ray = json.loads(proc.stdout)
+    for rows in (one["tiles"], ray["tiles"]):
+        for row in rows:
+            row.pop("seconds")
+    assert ray == one and one["total"]["answered"] == 6  # the same rows, in the same order, and the same total
+    per_worker = proc.stderr.split("tiles per worker: ", 1)[1].splitlines()[0]
+    assert len({item.split("/")[0] for item in per_worker.split(", ")}) == 2  # tiles answered on both nodes
+
+
 def test_ask_with_ray_starts_no_ray_for_a_small_tile_and_refuses_a_swallowed_path(tmp_path, capsys):
     tile = str(REPO / "examples" / "rgbn_5m_utm18n.tif")
     assert cli_main(["ask", tile, "Is there a water area?", *ENGINE, "--ray", "127.0.0.1:1"]) == 0  # no cluster there

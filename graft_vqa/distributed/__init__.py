@@ -6,7 +6,8 @@ Only this package imports ``ray`` (an import-linter contract in ``pyproject.toml
 - :func:`connect`: join a cluster (``host:port``, ``auto``) or start a local Ray (127.0.0.1 only);
 - :class:`WorkerPool`: actors that build their models once and run units of work, surviving killed
   workers (Ray restarts the actor and retries its unit);
-- :class:`RayWindowRunner`: a scene's windows scored on the actors (``Engine(window_runner=...)``).
+- :class:`RayWindowRunner`: a scene's windows scored on the actors (``Engine(window_runner=...)``);
+- :func:`ask_many` / :class:`RayTiles`: tile collections, a tile with its questions per unit.
 
 The evaluation's units (one image with its questions) run on a :class:`WorkerPool` too
 (``graft_vqa.interfaces.evaluation``). See ``docs/distributed.md``.
@@ -23,8 +24,10 @@ except ImportError:
 
 from graft_vqa.distributed.cluster import Cluster, connect, disconnect  # noqa: E402
 from graft_vqa.distributed.pool import Done, WorkerPool, WorkerSpec, worker_spec  # noqa: E402
+from graft_vqa.distributed.tiles import RayTiles, ask_many  # noqa: E402
 
-__all__ = ["Cluster", "Done", "RayWindowRunner", "WorkerPool", "WorkerSpec", "connect", "disconnect", "worker_spec"]
+__all__ = ["Cluster", "Done", "RayTiles", "RayWindowRunner", "WorkerPool", "WorkerSpec", "ask_many", "connect",
+           "disconnect", "worker_spec"]
 
 
 def __getattr__(name: str) -> object:

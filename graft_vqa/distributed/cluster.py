@@ -71,7 +71,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, verbose:
     :class:`DistributedError` when there is no cluster there."""
     address = None if address in LOCAL else address
     start = time.perf_counter()
-    if ray.is_initialized():
+    already = ray.is_initialized()
+    if already:
         log.info("already connected to Ray")
     elif address is None:
         _loopback_only()
@@ -83,7 +84,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, verbose:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise DistributedError(f"no Ray cluster at {address} ({exc}); start one with 'ray start --head' "
                                    f"(see docs/distributed.md) or pass --ray without an address for a local Ray") from None
-    cluster = Cluster(address, address is None, time.perf_counter() - start)
+    cluster = Cluster(address, address is None and not already, time.perf_counter() - start)
     refresh(cluster)
     log.info("Ray: %d node(s), %g CPU(s), %g GPU(s) (%.1f s to %s)", len(cluster.nodes), cluster.cpus, cluster.gpus,
              cluster.connect_s, "start" if cluster.started_here else "connect")
@@ -101,7 +102,7 @@ def refresh(cluster: Cluster) -> None:
 
 
 def disconnect(cluster: Cluster | None) -> None:
-    """Leave the cluster (a local Ray started here stops)."""
+    """Leave the cluster (a local Ray started here stops). Callers leave only what they joined."""
     if cluster is not None and ray.is_initialized():
         ray.shutdown()
 

@@ -95,22 +95,31 @@ def prepare(args: argparse.Namespace) -> Request:
     return Request(tiles=tiles, collection=collection, aoi=aoi, vector_crs=args.vector_crs)
 
 
-def build_engine(args: argparse.Namespace, window_runner: Any = None) -> Any:
+def build_engine(args: argparse.Namespace) -> Any:
     """The engine for these arguments (tests replace it with one of known score maps)."""
     from graft_vqa.engine import Engine
 
-    return Engine(planner=make_planner(args), config=engine_config(args), window_runner=window_runner)
+    return Engine(planner=make_planner(args), config=engine_config(args))
+
+
+def worker_engine(args: argparse.Namespace) -> Any:
+    """The engine one Ray worker builds once for a collection, its models built when the worker starts."""
+    from graft_vqa.distributed.tiles import ready_engine  # on a Ray worker: ray is there
+
+    return ready_engine(build_engine(args))
 
 
 def run(args: argparse.Namespace) -> int:
     """Answer the question; print the answer (or the whole answer as JSON); 0 when it answered."""
     check_ray_options(args)
     request = prepare(args)
+    engine = build_engine(args)
+    if request.collection:
+        return _run_collection(args, request, engine)
     runner = _window_runner(args)
+    if runner is not None:
+        engine.window_runner = runner
     try:
-        engine = build_engine(args, runner) if runner is not None else build_engine(args)
-        if request.collection:
-            return _run_collection(args, request, engine)
         return _run_one(args, request, engine)
     finally:
         if runner is not None:
@@ -171,8 +180,11 @@ def _write_outputs(args: argparse.Namespace, request: Request, answer: Any) -> N
 def _run_collection(args: argparse.Namespace, request: Request, engine: Any) -> int:
     from graft_vqa.collection import ask_many
 
-    result = ask_many(request.tiles, args.question, engine=engine, aoi=request.aoi, out=args.out,
-                      progress=not args.json)
+    if args.ray is None:
+        result = ask_many(request.tiles, args.question, engine=engine, aoi=request.aoi, out=args.out,
+                          progress=not args.json)
+    else:
+        result = _ask_many_on_ray(args, request)
     total = result.total
     if args.json:
         print(json.dumps({"tiles": result.rows(), "total": {
@@ -191,3 +203,24 @@ def _run_collection(args: argparse.Namespace, request: Request, engine: Any) -> 
     for warning in warnings:
         print(f"warning: {for_cli(warning, config)}", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _ask_many_on_ray(args: argparse.Namespace, request: Request) -> Any:
+    """The collection's tiles answered by the workers of a Ray cluster (each builds the engine once)."""
+    import functools
+
+    from graft_vqa.collection import ask_many
+    from graft_vqa.distributed import RayTiles, connect, disconnect, worker_spec  # imports ray: only with --ray
+
+    cluster = connect(args.ray, verbose=args.verbose)
+    try:
+        spec, args.device = worker_spec(cluster, workers=args.workers, cpus=args.worker_cpus,
+                                        device=given_options(args).get("device"))
+        runner = RayTiles(functools.partial(worker_engine, args), cluster, spec=spec)
+        try:
+            return ask_many(request.tiles, args.question, aoi=request.aoi, out=args.out, progress=not args.json,
+                            runner=runner)
+        finally:
+            runner.close()
+    finally:
+        disconnect(cluster)
