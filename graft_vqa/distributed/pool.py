@@ -154,11 +154,6 @@ class WorkerPool:
                  self.start_s)
         return infos
 
-    @property
-    def workers(self) -> list[dict[str, Any]]:
-        """The live actors' node, host and pid (as of start)."""
-        return [slot.info for slot in self._slots]
-
     def map_unordered(self, units: Iterable[Any]) -> Iterator[Done]:
         """Run every unit once (retried on other actors when one is lost); results as they finish."""
         pending: deque[tuple[int, Any, int]] = deque((i, u, 0) for i, u in enumerate(units))
