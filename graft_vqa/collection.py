@@ -9,7 +9,9 @@ the area of interest misses is skipped (status ``outside_aoi``).
 The unit of work is :func:`answer_tile`: one tile with all its questions, a pure function of an
 engine, a path and the questions that returns plain :class:`TileAnswer` records (picklable), so a
 scheduler (Ray, a job array) can distribute it unchanged and :func:`totals` can be computed from the
-records wherever they were made.
+records wherever they were made. A *tile runner* decides where tiles run: :class:`LocalTiles` in
+this process (the default), or ``graft_vqa.distributed.RayTiles`` on the workers of a Ray cluster
+(``graft_vqa.distributed.ask_many``, ``graft-vqa ask "tiles/*.tif" ... --ray``).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 from graft_vqa.answer import Answer
 from graft_vqa.coerce import format_area
@@ -192,6 +194,25 @@ def answer_tile(engine: Any, path: str, questions: Sequence[str], aoi: Any = Non
     return records
 
 
+class TileRunner(Protocol):
+    """Where tiles are answered: ``(index in paths, that tile's records)`` for every tile, in any order."""
+
+    def run(self, paths: list[str], questions: list[str],
+            aoi_options: dict[str, Any]) -> Iterator[tuple[int, list[TileAnswer]]]: ...  # pragma: no cover
+
+
+class LocalTiles:
+    """Tiles one after another in this process, with one engine (the default)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def run(self, paths: list[str], questions: list[str],
+            aoi_options: dict[str, Any]) -> Iterator[tuple[int, list[TileAnswer]]]:
+        for index, path in enumerate(paths):
+            yield index, answer_tile(self.engine, path, questions, **aoi_options)
+
+
 def totals(questions: Sequence[str], records: Iterable[TileAnswer]) -> list[Total]:
     """One :class:`Total` per question from the records (wherever they were made)."""
     records = list(records)
@@ -243,7 +264,7 @@ def write_table(path: str | os.PathLike, records: Iterable[TileAnswer]) -> Path:
 # --- the Python entry point ------------------------------------------------------------------
 def ask_many(images: Any, questions: str | Sequence[str], *, engine: Any = None, aoi: Any = None,
              bbox: Any = None, aoi_crs: Any = None, out: str | os.PathLike | None = None,
-             progress: bool = False, **options: Any) -> CollectionAnswer:
+             progress: bool = False, runner: TileRunner | None = None, **options: Any) -> CollectionAnswer:
     """Answer ``questions`` (one or several) on every tile of ``images`` and total the answers.
 
     ``images``: a glob (``"tiles/*.tif"``), a folder, a text file of paths, or a list of paths.
@@ -251,7 +272,8 @@ def ask_many(images: Any, questions: str | Sequence[str], *, engine: Any = None,
     ``out``: write the per-tile table there too (``.csv`` or ``.jsonl``; checked before any work).
     ``engine``: an :class:`~graft_vqa.engine.Engine` to reuse; else one is built from ``options``
     (``allow_untrained=True``, ``scorer=...``, ... as for :func:`graft_vqa.ask`). ``progress``: a
-    tqdm bar over tiles.
+    tqdm bar over tiles. ``runner``: where the tiles are answered (default :class:`LocalTiles` with
+    the engine; ``graft_vqa.distributed.ask_many`` passes Ray's); the rows keep the tiles' order.
 
     Raises:
         TileNotFoundError: the pattern, folder or list names no tiles.
@@ -267,17 +289,21 @@ def ask_many(images: Any, questions: str | Sequence[str], *, engine: Any = None,
     user: UserAOI | None = aoi_from_user(aoi=aoi, bbox=bbox, aoi_crs=aoi_crs)
     if out is not None:
         check_output_path(out, TABLE_SUFFIXES, "--out")
-    if engine is None:
+    if runner is None and engine is None:
         from graft_vqa.engine import Engine
 
         parts = {k: options.pop(k) for k in ("scorer", "refiner", "planner", "config") if k in options}
         engine = Engine(**parts, **options)
     elif options:
-        raise TypeError(f"ask_many got engine= and engine options {sorted(options)}; give one or the other")
+        raise TypeError(f"ask_many got engine= or runner= and engine options {sorted(options)}; give one or the other")
+    runner = runner or LocalTiles(engine)
     aoi_options = {"aoi": user.geometry, "aoi_crs": user.crs} if user is not None else {}
-    records: list[TileAnswer] = []
-    for path in tqdm(paths, desc="tiles", unit="tile", disable=not progress, leave=False):
-        records.extend(answer_tile(engine, path, asked, **aoi_options))
+    per_tile: list[list[TileAnswer]] = [[] for _ in paths]
+    with tqdm(total=len(paths), desc="tiles", unit="tile", disable=not progress, leave=False) as bar:
+        for index, tile_records in runner.run(paths, asked, aoi_options):
+            per_tile[index] = tile_records
+            bar.update(1)
+    records = [r for tile_records in per_tile for r in tile_records]
     result = CollectionAnswer(records, totals(asked, records))
     if out is not None:
         result.write_table(out)

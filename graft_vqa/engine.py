@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only (the modules load torch
     from graft_vqa.image_patch import ImagePatch
     from graft_vqa.sandbox import Execution
     from graft_vqa.scene.plan import Progress  # graft_vqa.scene loads torch: a rejection must not wait for it
+    from graft_vqa.scene.windows import WindowRunner
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class Engine:
         config: :class:`EngineConfig`; ``None`` is the default configuration.
         progress: called with (windows done, windows in all, what) while a scene is read (the app's
             progress bar); the command line draws a tqdm bar.
+        window_runner: where a scene's windows are read and scored (a
+            :class:`~graft_vqa.scene.windows.WindowRunner`); ``None`` runs them in this process,
+            ``graft_vqa.distributed.RayWindowRunner`` on a Ray cluster. The answers are the same.
         **options: :class:`EngineConfig`, :class:`~graft_vqa.config.FindConfig` or
             :class:`~graft_vqa.config.SceneConfig` fields applied on top of ``config``
             (``Engine(allow_untrained=True, threshold=0.1)``).
@@ -58,9 +62,11 @@ class Engine:
 
     def __init__(self, scorer: Scorer | None = None, refiner: Refiner | None = None,
                  planner: Planner | None = None, config: EngineConfig | None = None, *,
-                 progress: Progress | None = None, **options: Any) -> None:
+                 progress: Progress | None = None, window_runner: WindowRunner | None = None,
+                 **options: Any) -> None:
         _check_parts(scorer, refiner, planner, config)
         self.progress = progress  # (done, total, what) -> None during scene work (a tqdm bar is drawn anyway)
+        self.window_runner = window_runner  # where scene windows run (None: in this process)
         self.config = EngineConfig.from_options(config, **options) if options else (config or EngineConfig())
         self._scorer = scorer
         self._refiner = refiner
@@ -141,7 +147,8 @@ class Engine:
         if tile.height * tile.width > self.config.scene_pixels:
             from graft_vqa.scene import SceneMaps
 
-            source = SceneMaps(tile, self.scorer, self.config.scene, aoi=aoi, progress=self.progress)
+            source = SceneMaps(tile, self.scorer, self.config.scene, aoi=aoi, progress=self.progress,
+                               runner=self.window_runner)
         self._check_thresholds()
         context = PatchContext(tile=tile, scorer=self.scorer, refiner=refiner, config=self.config.find,
                                sam_missing=self._sam_missing or SAM_MISSING, aoi=aoi, source=source,

@@ -71,3 +71,14 @@ def test_a_new_module_without_a_layer_breaks_the_exhaustive_contract(tree, tmp_p
     (root / "graft_vqa" / "stray.py").write_text('"""A module nobody placed in a layer."""\n')
     proc = _lint(root)
     assert proc.returncode != 0 and "graft_vqa.stray" in proc.stdout
+
+
+@pytest.mark.parametrize("module", ["graft_vqa/engine.py", "graft_vqa/interfaces/evaluation/runner.py"])
+def test_ray_outside_graft_vqa_distributed_breaks_a_contract(tree, tmp_path, module):
+    root = tmp_path / "t"
+    shutil.copytree(tree, root)
+    _plant(root, module, "import ray  # noqa: F401")
+    proc = _lint(root)
+    assert proc.returncode != 0
+    assert "only graft_vqa.distributed imports ray" in proc.stdout
+    assert f"{module[:-3].replace('/', '.')} -> ray" in proc.stdout

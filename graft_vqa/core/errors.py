@@ -86,3 +86,9 @@ class SandboxError(GraftVQAError):
 # --- data sets ---------------------------------------------------------------------------------
 class DatasetNotFoundError(GraftVQAError, FileNotFoundError):
     """A benchmark or training data set is missing or partial; the message says what to pass."""
+
+
+# --- running on a cluster ----------------------------------------------------------------------
+class DistributedError(GraftVQAError):
+    """Work could not run on a Ray cluster (extra not installed, no cluster at the address, every
+    worker lost, workers that disagree with this process); the message says what to do."""

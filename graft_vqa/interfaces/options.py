@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from graft_vqa import weights
 from graft_vqa.config import EngineConfig, FindConfig, SceneConfig, cli_fields
+from graft_vqa.core.errors import ConfigError
 
 PLANNERS = ("rules", "openai")
 _GROUPS = ((EngineConfig, "models, weights and sandbox"), (FindConfig, "find"),
@@ -119,3 +120,35 @@ def make_planner(args: argparse.Namespace) -> Any:
 
     return OpenAIPlanner(base_url=args.base_url, model=args.model, structured=getattr(args, "structured", "off"),
                          fewshots=getattr(args, "fewshots", None), timeout=getattr(args, "llm_timeout", 60.0))
+
+
+def ray_address(text: str) -> str:
+    """argparse type of ``--ray``: ``host:port``, ``ray://host:port``, ``auto`` or ``local``; anything else
+    (a tile path that ``--ray`` took as its address) is refused before the command runs."""
+    host, _, port = text.rpartition(":")
+    if text in ("auto", "local") or text.startswith("ray://") or (host and port.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a cluster address: give host:port (the head node's), auto (the cluster 'ray start' made "
+        f"on this machine) or local; write --ray last or as --ray=ADDRESS so that it does not take the next argument")
+
+
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]``, ``--workers``, ``--worker-cpus``: run on a Ray cluster (docs/distributed.md)."""
+    group = parser.add_argument_group("Ray cluster (optional extra: pip install 'graft-vqa[distributed]')")
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS", type=ray_address,
+                       help="run on a Ray cluster: host:port of its head, auto (the cluster 'ray start' made on "
+                            "this machine, or $RAY_ADDRESS), or nothing to start a local Ray for this run")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="Ray workers, each holding the models once (default: one per GPU of the cluster, "
+                            "else one per CPU)")
+    group.add_argument("--worker-cpus", type=positive_float, default=1.0, metavar="C",
+                       help="CPUs per Ray worker, also its torch threads (default: 1)")
+
+
+def check_ray_options(args: argparse.Namespace) -> None:
+    """``--workers``/``--worker-cpus`` only with ``--ray``, and at least one worker."""
+    if args.ray is None and (args.workers is not None or args.worker_cpus != 1.0):
+        raise ConfigError("--workers and --worker-cpus need --ray (run on a Ray cluster)")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")

@@ -77,6 +77,11 @@ class Tile:
             self._key = self._source.key(f"bands={self.bands}{gsd}")
         return self._key
 
+    def __getstate__(self) -> dict:
+        """Pickled without its cached arrays (they are re-read on demand): a file tile sent to another
+        process (a Ray worker) is its path, header, georeferencing, band choice and stretch."""
+        return {**self.__dict__, "_cache": {}}
+
     @property
     def megapixels(self) -> float:
         """Size in millions of pixels."""

@@ -15,7 +15,14 @@ from typing import Any
 
 from graft_vqa.core.errors import OutputPathError
 from graft_vqa.interfaces.advice import for_cli
-from graft_vqa.interfaces.options import add_engine_options, engine_config, make_planner
+from graft_vqa.interfaces.options import (
+    add_engine_options,
+    add_ray_options,
+    check_ray_options,
+    engine_config,
+    given_options,
+    make_planner,
+)
 
 VECTOR_HELP = "GeoPackage (.gpkg), GeoJSON (.geojson), FlatGeobuf (.fgb) or Shapefile (.shp)"
 
@@ -48,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--out", metavar="TABLE", help="write the per-tile table to TABLE (.csv or .jsonl)")
     out.add_argument("--show-program", action="store_true", help="print the program that answered")
     add_engine_options(ask)
+    add_ray_options(ask)
     ask.set_defaults(func=run)
 
 
@@ -94,13 +102,38 @@ def build_engine(args: argparse.Namespace) -> Any:
     return Engine(planner=make_planner(args), config=engine_config(args))
 
 
+def worker_engine(args: argparse.Namespace) -> Any:
+    """The engine one Ray worker builds once for a collection, its models built when the worker starts."""
+    from graft_vqa.distributed.tiles import ready_engine  # on a Ray worker: ray is there
+
+    return ready_engine(build_engine(args))
+
+
 def run(args: argparse.Namespace) -> int:
     """Answer the question; print the answer (or the whole answer as JSON); 0 when it answered."""
+    check_ray_options(args)
     request = prepare(args)
     engine = build_engine(args)
     if request.collection:
         return _run_collection(args, request, engine)
-    return _run_one(args, request, engine)
+    runner = _window_runner(args)
+    if runner is not None:
+        engine.window_runner = runner
+    try:
+        return _run_one(args, request, engine)
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _window_runner(args: argparse.Namespace) -> Any:
+    """With ``--ray``: a scene's windows run on the cluster's workers (Ray starts only if the tile is a scene)."""
+    if args.ray is None:
+        return None
+    from graft_vqa.distributed import RayWindowRunner  # imports ray: only with --ray
+
+    return RayWindowRunner(engine_config(args), address=args.ray, workers=args.workers,
+                           worker_cpus=args.worker_cpus, device=given_options(args).get("device"))
 
 
 def _run_one(args: argparse.Namespace, request: Request, engine: Any) -> int:
@@ -147,8 +180,11 @@ def _write_outputs(args: argparse.Namespace, request: Request, answer: Any) -> N
 def _run_collection(args: argparse.Namespace, request: Request, engine: Any) -> int:
     from graft_vqa.collection import ask_many
 
-    result = ask_many(request.tiles, args.question, engine=engine, aoi=request.aoi, out=args.out,
-                      progress=not args.json)
+    if args.ray is None:
+        result = ask_many(request.tiles, args.question, engine=engine, aoi=request.aoi, out=args.out,
+                          progress=not args.json)
+    else:
+        result = _ask_many_on_ray(args, request)
     total = result.total
     if args.json:
         print(json.dumps({"tiles": result.rows(), "total": {
@@ -167,3 +203,24 @@ def _run_collection(args: argparse.Namespace, request: Request, engine: Any) -> 
     for warning in warnings:
         print(f"warning: {for_cli(warning, config)}", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _ask_many_on_ray(args: argparse.Namespace, request: Request) -> Any:
+    """The collection's tiles answered by the workers of a Ray cluster (each builds the engine once)."""
+    import functools
+
+    from graft_vqa.collection import ask_many
+    from graft_vqa.distributed import RayTiles, connect, disconnect, worker_spec  # imports ray: only with --ray
+
+    cluster = connect(args.ray, verbose=args.verbose)
+    try:
+        spec, args.device = worker_spec(cluster, workers=args.workers, cpus=args.worker_cpus,
+                                        device=given_options(args).get("device"))
+        runner = RayTiles(functools.partial(worker_engine, args), cluster, spec=spec)
+        try:
+            return ask_many(request.tiles, args.question, aoi=request.aoi, out=args.out, progress=not args.json,
+                            runner=runner)
+        finally:
+            runner.close()
+    finally:
+        disconnect(cluster)

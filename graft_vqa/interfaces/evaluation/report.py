@@ -84,7 +84,26 @@ def _failures(records: list[dict[str, Any]], limit: int = 50) -> dict[str, Any]:
                        for r in failed[:limit]]}
 
 
-def _timings(records: list[dict[str, Any]], wall_s: float | None) -> tuple[dict[str, Any], dict[str, float]]:
+def _per_worker(records: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    """Questions, images, answering seconds and questions per second of each worker (``key`` "worker":
+    one process, "node": one machine), from the records' ``worker`` (records without one: "local")."""
+    groups: dict[str, dict[str, Any]] = {}
+    for r in records:
+        w = r.get("worker") or {"node": "local"}
+        name = str(w.get("node")) if key == "node" else f"{w.get('node')}/{w.get('pid')}"
+        g = groups.setdefault(name, {"host": w.get("host"), "questions": 0, "images": set(), "answer_s": 0.0})
+        g["questions"] += 1
+        g["images"].add(r.get("img_id"))
+        total = (r.get("timings") or {}).get(TOTAL_TIME)
+        g["answer_s"] += float(total) if isinstance(total, (int, float)) else 0.0
+    for g in groups.values():
+        g["images"] = len(g["images"])
+        g["questions_per_s"] = g["questions"] / g["answer_s"] if g["answer_s"] > 0 else None
+    return dict(sorted(groups.items()))
+
+
+def _timings(records: list[dict[str, Any]], wall_s: float | None,
+             execution: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
     stages: dict[str, list[float]] = defaultdict(list)
     for r in records:
         for k, v in (r.get("timings") or {}).items():
@@ -93,7 +112,9 @@ def _timings(records: list[dict[str, Any]], wall_s: float | None) -> tuple[dict[
     means = {k: sum(v) / len(v) for k, v in sorted(stages.items())}
     busy = sum(stages.get(TOTAL_TIME, []))
     throughput = {"questions": len(records), "answer_s": busy,
-                  "questions_per_s": len(records) / busy if busy > 0 else None, "wall_s": wall_s}
+                  "questions_per_s": len(records) / busy if busy > 0 else None, "wall_s": wall_s,
+                  "execution": execution,
+                  "per_worker": _per_worker(records, "worker"), "per_node": _per_worker(records, "node")}
     return throughput, means
 
 
@@ -104,7 +125,7 @@ def build_report(meta: dict[str, Any], records: Iterable[dict[str, Any]], wall_s
     layout = str(meta.get("layout"))
     recs = rescore([by_qid[q] for q in expected if q in by_qid], layout)
     missing = [q for q in expected if q not in by_qid]
-    throughput, means = _timings(recs, wall_s)
+    throughput, means = _timings(recs, wall_s, meta.get("execution"))
     return {
         "benchmark": meta.get("benchmark", "rsvqa"),
         "dataset": {k: meta.get(k) for k in ("layout", "split", "protocol", "types", "limit")},
@@ -169,6 +190,12 @@ def to_markdown(rep: dict[str, Any]) -> str:
               f"{t['questions']} questions, {_num(t['answer_s'])} s answering, "
               f"{_num(t['questions_per_s'])} questions/s; wall {_num(t['wall_s'])} s.", ""]
     lines += [f"- {k}: {1000 * v:.1f} ms mean" for k, v in rep["timings"].items()]
+    for key, title in (("per_node", "node"), ("per_worker", "worker")):
+        groups = t.get(key) or {}
+        if len(groups) > 1:
+            lines += ["", f"| {title} | host | images | questions | answering s | questions/s |", "|---|---|---:|---:|---:|---:|"]
+            lines += [f"| {name} | {g['host']} | {g['images']} | {g['questions']} | {_num(g['answer_s'])} | "
+                      f"{_num(g['questions_per_s'])} |" for name, g in groups.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -3,12 +3,15 @@
 The data folder is ``--data-root``, else the environment variable ``GRAFT_VQA_RSVQA_ROOT``; it holds
 one official release (RSVQA-LR or RSVQA-HR, detected from the file names). Every question is
 appended to ``OUT/predictions.jsonl`` as it finishes; ``--resume`` continues a killed run;
-``--shard I/N`` runs one of N image-disjoint parts; ``python eval/run_vqa.py merge OUT1 OUT2 ... --out M``
-combines shards. ``OUT/report.json`` and ``OUT/report.md`` hold the RSVQA metrics.
+``--ray [ADDRESS]`` answers the images on the workers of a Ray cluster (``--workers N``);
+``--shard I/N`` runs one of N image-disjoint parts (for plain job arrays);
+``python eval/run_vqa.py merge OUT1 OUT2 ... --out M`` combines shards. ``OUT/report.json`` and
+``OUT/report.md`` hold the RSVQA metrics.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib
 import json
@@ -22,9 +25,24 @@ from typing import Any, Callable
 from graft_vqa.interfaces.evaluation.metrics import GEOCHAT_SPLIT, GEOCHAT_TYPES
 from graft_vqa.interfaces.evaluation.report import RUN_META, build_report, merge_runs, untrained_line, write_report
 from graft_vqa.interfaces.evaluation.rsvqa import LAYOUTS, detect_layout, load_rsvqa
-from graft_vqa.interfaces.evaluation.runner import PREDICTIONS, Selection, parse_shard, read_predictions, run, select
+from graft_vqa.interfaces.evaluation.runner import (
+    PREDICTIONS,
+    Selection,
+    System,
+    parse_shard,
+    read_predictions,
+    run,
+    select,
+)
 from graft_vqa.interfaces.advice import for_cli, install_cli_logging
-from graft_vqa.interfaces.options import add_engine_options, engine_config, given_options, make_planner
+from graft_vqa.interfaces.options import (
+    add_engine_options,
+    add_ray_options,
+    check_ray_options,
+    engine_config,
+    given_options,
+    make_planner,
+)
 from graft_vqa.config import EngineConfig
 from graft_vqa.core.errors import ConfigError, GraftVQAError
 from graft_vqa.thresholds import load_thresholds
@@ -54,6 +72,7 @@ def build_parser(prog: str = "eval/run_vqa.py") -> argparse.ArgumentParser:
     add_engine_options(p)
     p.add_argument("--answerer", default=None, metavar="MODULE:FACTORY",
                    help="evaluate another system: FACTORY(args) returns an object with ask(image, question)")
+    add_ray_options(p)
     p.add_argument("--no-fsync", action="store_true", help="flush but do not fsync each prediction line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -86,6 +105,15 @@ def build_system(args: argparse.Namespace) -> tuple[Any, Callable[[Path, float],
     else:
         answerer = build_engine(args)
     return answerer, getattr(answerer, "load_image", None) or default_loader
+
+
+def worker_system(args: argparse.Namespace, layout: str) -> System:
+    """The system one Ray worker builds once: the engine's models load there, when the worker starts (so
+    missing weights stop the run before any question), never in the driver."""
+    answerer, loader = build_system(args)
+    for part in ("scorer", "refiner"):  # the engine's lazily built models, built now
+        getattr(answerer, part, None)
+    return System(answerer, loader, layout)
 
 
 def system_meta(args: argparse.Namespace) -> dict[str, Any]:
@@ -190,6 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) one evaluation and write its report."""
     if not args.data_root:
         raise ValueError(f"pass --data-root DIR (the RSVQA release folder) or set ${DATA_ROOT_ENV}")
+    check_ray_options(args)
     made = prepare_out(args.out)
     new_files = [p for p in (args.out / RUN_META, args.out / PREDICTIONS) if not p.exists()]
     try:
@@ -211,23 +240,64 @@ def _run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     questions = select(data.questions, Selection(types=types, limit=args.limit, shard=shard))
     whole = questions if shard == (0, 1) else select(data.questions, Selection(types=types, limit=args.limit))
-    meta = {"benchmark": args.benchmark, "data_root": str(Path(args.data_root).resolve()), "layout": layout,
-            "split": split, "protocol": args.protocol, "types": list(types), "limit": args.limit,
-            "shard": list(shard), "system": system_meta(args), "expected_qids": [q.qid for q in questions],
-            "selection_qids": [q.qid for q in whole]}
-    meta_path = args.out / RUN_META
-    if args.resume and meta_path.is_file():
-        _check_resume(meta_path, meta)
-    elif (args.out / PREDICTIONS).exists() and not args.resume:
-        raise FileExistsError(f"{args.out / PREDICTIONS} exists: pass --resume to continue, or another --out")
-    meta_path.write_text(json.dumps(meta), encoding="utf-8")
-    answerer, loader = build_system(args)
-    stats = run(data, questions, answerer, args.out, load_image=loader, resume=args.resume,
-                progress=not args.no_progress, fsync=not args.no_fsync)
+    cluster = spec = None
+    if args.ray is not None:
+        cluster, spec = _join_cluster(args)  # may set args.device (one worker per GPU)
+    try:
+        meta = {"benchmark": args.benchmark, "data_root": str(Path(args.data_root).resolve()), "layout": layout,
+                "split": split, "protocol": args.protocol, "types": list(types), "limit": args.limit,
+                "shard": list(shard), "system": system_meta(args), "expected_qids": [q.qid for q in questions],
+                "selection_qids": [q.qid for q in whole]}
+        meta_path = args.out / RUN_META
+        if args.resume and meta_path.is_file():
+            _check_resume(meta_path, meta)
+        elif (args.out / PREDICTIONS).exists() and not args.resume:
+            raise FileExistsError(f"{args.out / PREDICTIONS} exists: pass --resume to continue, or another --out")
+        stats = _run_questions(args, data, questions, meta, meta_path, cluster, spec)
+    finally:
+        if cluster is not None:
+            from graft_vqa.distributed import disconnect
+
+            disconnect(cluster)
     rep = build_report(meta, read_predictions(args.out / PREDICTIONS).values(), wall_s=stats["wall_s"])
     write_report(args.out, rep)
     _summary(rep, args.out)
     return 0 if rep["accounting"]["complete"] else 1
+
+
+def _join_cluster(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Join (or start) the Ray cluster and size the workers; the workers' device goes into ``args``."""
+    from graft_vqa.distributed import connect, worker_spec  # imports ray: only with --ray
+
+    cluster = connect(args.ray, verbose=args.verbose)
+    spec, device = worker_spec(cluster, workers=args.workers, cpus=args.worker_cpus,
+                               device=given_options(args).get("device"))
+    args.device = device
+    return cluster, spec
+
+
+def _run_questions(args: argparse.Namespace, data: Any, questions: list, meta: dict[str, Any], meta_path: Path,
+                   cluster: Any, spec: Any) -> dict[str, Any]:
+    """Answer the questions here, or on the cluster's workers; run.json says where."""
+    if cluster is None:
+        answerer, loader = build_system(args)
+        meta["execution"] = {"mode": "local", "workers": 1}
+        meta_path.write_text(json.dumps(meta), encoding="utf-8")
+        return run(data, questions, answerer, args.out, load_image=loader, resume=args.resume,
+                   progress=not args.no_progress, fsync=not args.no_fsync)
+    from graft_vqa.interfaces.evaluation.cluster import RayExecutor  # imports ray: only with --ray
+
+    executor = RayExecutor(functools.partial(worker_system, args, data.layout.name), spec)
+    try:
+        workers = executor.start()
+        meta["execution"] = {"mode": "ray", **cluster.describe(), "workers": len(workers),
+                             "worker_cpus": spec.cpus, "worker_gpus": spec.gpus,
+                             "workers_start_s": round(executor.pool.start_s or 0.0, 3)}
+        meta_path.write_text(json.dumps(meta), encoding="utf-8")
+        return run(data, questions, None, args.out, resume=args.resume, progress=not args.no_progress,
+                   fsync=not args.no_fsync, executor=executor)
+    finally:
+        executor.close()
 
 
 def cmd_merge(argv: list[str], prog: str = "eval/run_vqa.py") -> int:

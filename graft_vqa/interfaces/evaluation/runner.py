@@ -2,19 +2,25 @@
 
 The loop is written against a small protocol so any system can be evaluated: an *answerer* with
 ``ask(image, question) -> Answer`` (a :class:`graft_vqa.Engine`, or a scripted fake in tests) and a
-*loader* ``load_image(path, gsd_m) -> image`` (default :func:`graft_vqa.core.tiles.load_tile`). Each image
-is loaded once and all its questions are asked in a row, so the engine's per-tile feature cache hits.
+*loader* ``load_image(path, gsd_m) -> image`` (default :func:`graft_vqa.core.tiles.load_tile`).
+
+The unit of work is a :class:`Unit`: one image with all its questions. :func:`answer_unit` loads the
+image once and asks its questions in a row, so the engine's per-tile feature cache hits. An
+*executor* decides where units run: :class:`LocalExecutor` in this process (the default), or the
+actors of a Ray cluster (``--ray``, :mod:`graft_vqa.interfaces.evaluation.cluster`); ``--shard I/N``
+splits the same units between job-array tasks. Wherever they run, this process writes the records.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import time
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from tqdm import tqdm
 
@@ -71,6 +77,22 @@ def group_by_image(questions: Iterable[Question]) -> dict[int, list[Question]]:
     for q in sorted(questions, key=lambda q: (q.img_id, q.qid)):
         groups.setdefault(q.img_id, []).append(q)
     return groups
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One image and its questions: the unit of work (a worker answers it whole, loading the image once)."""
+
+    img_id: int  # image id
+    path: Path  # the image file (on shared storage when workers run elsewhere)
+    gsd_m: float  # its ground sample distance in metres
+    questions: tuple[Question, ...]  # its questions, in id order
+
+
+def make_units(data: RSVQASplit, questions: Iterable[Question]) -> list[Unit]:
+    """The units of ``questions``, in image id order."""
+    return [Unit(img_id, data.image_path(img_id), data.gsd_m.get(img_id, data.layout.default_gsd_m), tuple(qs))
+            for img_id, qs in group_by_image(questions).items()]
 
 
 def read_predictions(path: Path, repair: bool = False) -> dict[int, dict[str, Any]]:
@@ -165,13 +187,82 @@ def _ask_one(answerer: Answerer, image: Any, q: Question, layout: str) -> dict[s
     return make_record(q, layout, answer, seconds=time.perf_counter() - t0)
 
 
-def run(data: RSVQASplit, questions: list[Question], answerer: Answerer, out_dir: Path, *,
-        load_image: Callable[[Path, float], Any], resume: bool = False, progress: bool = True,
-        fsync: bool = True) -> dict[str, Any]:
+@dataclass
+class System:
+    """What answers units: the answerer, its image loader and the release's layout (for scoring)."""
+
+    answerer: Answerer  # ask(image, question) -> Answer
+    load_image: Callable[[Path, float], Any]  # (path, gsd_m) -> image
+    layout: str  # "lr" or "hr"
+
+    @property
+    def warnings(self) -> list[str]:
+        """The answerer's engine-wide warnings so far (untrained weights, no SAM), if it has any."""
+        return list(getattr(self.answerer, "warnings", []) or [])
+
+
+def answer_unit(system: System, unit: Unit) -> Iterator[dict[str, Any]]:
+    """The records of one unit, question by question: the image loaded once, its questions in a row
+    (an unreadable image fails its questions with status ``tile_error``)."""
+    try:
+        image = system.load_image(unit.path, unit.gsd_m)
+    except TileError as exc:
+        for q in unit.questions:
+            yield make_record(q, system.layout, status="tile_error", error=str(exc))
+        return
+    for q in unit.questions:
+        yield _ask_one(system.answerer, image, q, system.layout)
+
+
+def answer_unit_whole(system: System, unit: Unit) -> list[dict[str, Any]]:
+    """:func:`answer_unit` as one list (what a worker of a cluster returns)."""
+    return list(answer_unit(system, unit))
+
+
+@dataclass
+class Answered:
+    """Records of one unit, handed over by an executor: some of its questions, or all of them."""
+
+    unit: Unit  # the unit they belong to
+    records: list[dict[str, Any]]  # new records
+    worker: dict[str, Any]  # where they were answered: node, host, pid
+    last: bool  # True when the unit is complete with these records
+
+
+class Executor(Protocol):
+    """Where units run: yields their records as they come, units in any order."""
+
+    def run(self, units: list[Unit]) -> Iterator[Answered]: ...  # pragma: no cover - protocol
+
+
+def local_worker() -> dict[str, Any]:
+    """This process, as a worker: node "local", host name and process id."""
+    return {"node": "local", "host": socket.gethostname(), "pid": os.getpid()}
+
+
+class LocalExecutor:
+    """Units one after another in this process; each record handed over as soon as it is made."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+
+    def run(self, units: list[Unit]) -> Iterator[Answered]:
+        worker = local_worker()
+        for unit in units:
+            n = len(unit.questions)
+            for i, record in enumerate(answer_unit(self.system, unit), start=1):
+                yield Answered(unit, [record], worker, i == n)
+
+
+def run(data: RSVQASplit, questions: list[Question], answerer: Answerer | None, out_dir: Path, *,
+        load_image: Callable[[Path, float], Any] | None = None, resume: bool = False, progress: bool = True,
+        fsync: bool = True, executor: Executor | None = None) -> dict[str, Any]:
     """Ask ``questions`` image by image, appending each record to ``out_dir/predictions.jsonl``.
 
-    With ``resume`` the questions already in the file are skipped; without it an existing file is an
-    error (so no run is silently mixed with another). Returns ``{"asked", "skipped", "wall_s"}``.
+    Units run on ``executor`` (default: :class:`LocalExecutor` with ``answerer`` and ``load_image``);
+    this process writes every record as it arrives, with the ``worker`` that answered it. With
+    ``resume`` the questions already in the file are skipped; without it an existing file is an error
+    (so no run is silently mixed with another). Returns ``{"asked", "skipped", "wall_s", "units"}``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / PREDICTIONS
@@ -179,23 +270,23 @@ def run(data: RSVQASplit, questions: list[Question], answerer: Answerer, out_dir
         raise FileExistsError(f"{path} exists: pass --resume to continue that run, or choose another --out")
     done = read_predictions(path, repair=True) if resume else {}
     todo = [q for q in questions if q.qid not in done]
+    units = make_units(data, todo)
+    if executor is None:
+        executor = LocalExecutor(System(answerer, load_image, data.layout.name))
     writer = JsonlWriter(path, fsync=fsync)
-    bar = tqdm(total=len(questions), initial=len(questions) - len(todo), unit="q", desc="rsvqa",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(units), unit="tile", desc="rsvqa", disable=not progress, dynamic_ncols=True)
+    asked = 0
     t0 = time.perf_counter()
     try:
-        for img_id, qs in group_by_image(todo).items():
-            try:
-                image = load_image(data.image_path(img_id), data.gsd_m.get(img_id, data.layout.default_gsd_m))
-            except TileError as exc:
-                for q in qs:
-                    writer.write(make_record(q, data.layout.name, status="tile_error", error=str(exc)))
-                    bar.update(1)
-                continue
-            for q in qs:
-                writer.write(_ask_one(answerer, image, q, data.layout.name))
+        for answered in executor.run(units):
+            for record in answered.records:
+                writer.write({**record, "worker": answered.worker})
+            asked += len(answered.records)
+            bar.set_postfix_str(f"{len(questions) - len(todo) + asked}/{len(questions)} questions", refresh=False)
+            if answered.last:
                 bar.update(1)
     finally:
         writer.close()
         bar.close()
-    return {"asked": len(todo), "skipped": len(questions) - len(todo), "wall_s": time.perf_counter() - t0}
+    return {"asked": asked, "skipped": len(questions) - len(todo), "wall_s": time.perf_counter() - t0,
+            "units": len(units)}
