@@ -1,13 +1,19 @@
-"""Zero-shot segmentation with GRAFT scores, and an mIoU evaluator over image/mask folders.
+"""Zero-shot segmentation with GRAFT scores: a mask, its outline and area, GeoTIFF and vector outputs;
+and an mIoU evaluator over image/mask folders.
 
-Two recipes:
+Three recipes:
 
+- ``method="find"`` (the default): the engine's ``find`` pipeline, so the mask is exactly what
+  ``graft_vqa.ask`` measures: the score map cut at the engine's threshold (or the calibrated one),
+  connected components, SAM refinement of each, duplicates merged; the mask is the union of the
+  instances and its area the answer to "What is the area covered by <text>?".
 - ``method="sam-point"`` (the GRAFT paper's): the centre of the highest-scoring ``patch_size`` px
   patch is a foreground point prompt for SAM; of SAM's three masks the one with the highest
   predicted IoU is kept.
 - ``method="threshold"``: the score map thresholded as ``find`` does (absolute or relative), no SAM.
 
-The scorer and refiner are arguments; building default models is the Engine's job.
+Models are built by an :class:`~graft_vqa.engine.Engine` (given, or made from the scorer, refiner and
+options), so a missing SAM checkpoint means components without refinement plus one warning.
 """
 from __future__ import annotations
 
@@ -17,18 +23,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from shapely.geometry import mapping
 from tqdm.auto import tqdm
 
-from graft_vqa.config import FindConfig
+from graft_vqa.answer import Answer, Detection
+from graft_vqa.config import EngineConfig, FindConfig
 from graft_vqa.core.errors import DatasetNotFoundError, GraftVQAError
+from graft_vqa.core.rasters import write_geotiff
+from graft_vqa.engine import Engine
 from graft_vqa.perception.components import threshold_value
-from graft_vqa.perception.geometry import mask_polygon
+from graft_vqa.perception.geometry import mask_polygon, polygon_rings
+from graft_vqa.perception.instances import mask_box
 from graft_vqa.perception.scorer import resize_maps
 
 log = logging.getLogger(__name__)
 
-Method = Literal["sam-point", "threshold"]
+Method = Literal["find", "sam-point", "threshold"]
+METHODS = ("find", "sam-point", "threshold")
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+MASK_NODATA = 255  # the mask GeoTIFF's nodata when the input's nodata cannot be kept (none, 0 or 1)
 
 
 @dataclass
@@ -38,9 +51,63 @@ class SegmentResult:
     mask: np.ndarray  # bool (H, W)
     polygons: list[Any]  # shapely Polygons in the tile's CRS (pixel coordinates when not georeferenced)
     score_map: np.ndarray  # float32 (H, W) scores of the query
-    method: str  # "sam-point" or "threshold"
+    method: str  # "find", "sam-point" or "threshold"
     point: tuple[int, int] | None = None  # (col, row) of the SAM point prompt
     area_m2: float | None = None  # mask area when the tile has georeferencing or gsd_m
+    text: str = ""  # the query
+    tile: Any = field(default=None, repr=False)  # the graft_vqa.core.tiles.Tile segmented
+    detections: list[Detection] = field(default_factory=list)  # find's instances (one for the other methods)
+    warnings: list[str] = field(default_factory=list)  # untrained weights, SAM missing, ...
+
+    def answer(self) -> Answer:
+        """The result as the :class:`Answer` to "What is the area covered by <text>?" (its detections
+        are the instances), e.g. for ``Answer.to_geojson``."""
+        crs = self.tile.crs.to_string() if self.tile is not None and self.tile.crs is not None else None
+        if self.area_m2 is None:
+            return Answer(question=self.text, answer=f"{int(self.mask.sum())} px", value=int(self.mask.sum()),
+                          kind="count", detections=self.detections, warnings=self.warnings, crs=crs)
+        return Answer(question=self.text, answer=f"{round(self.area_m2)} m2", value=float(self.area_m2),
+                      kind="area_m2", detections=self.detections, warnings=self.warnings, crs=crs)
+
+    def to_geotiff(self, path: str | Path) -> Path:
+        """Write the mask as a single-band GeoTIFF on the input's grid and CRS, atomically: 1 inside, 0 outside,
+        and the input's nodata value (and type) on its nodata pixels; when the input has no nodata value, or
+        one that is 0 or 1, invalid pixels get ``MASK_NODATA`` (uint8)."""
+        if self.tile is None:
+            raise GraftVQAError("this result has no tile to take the grid from; segment() sets it")
+        dtype, nodata = mask_encoding(self.tile)
+        data = self.mask.astype(dtype)
+        valid = np.asarray(self.tile.valid_mask(), dtype=bool)
+        if nodata is not None:
+            data[~valid] = nodata
+        tags = {"QUERY": self.text, "METHOD": self.method, "VALUES": "1: query found, 0: not found"}
+        if self.area_m2 is not None:
+            tags["AREA_M2"] = repr(float(self.area_m2))
+        return write_geotiff(path, data, crs=self.tile.crs, transform=self.tile.transform, nodata=nodata,
+                             tags=tags, descriptions=[f"mask: {self.text}"])
+
+
+def mask_encoding(tile: Any) -> tuple[np.dtype, float | None]:
+    """The mask GeoTIFF's pixel type and nodata for ``tile``: its own nodata where 0/1 stay free (in its own
+    type unless the value fits uint8), else ``MASK_NODATA`` as uint8 when some pixels are invalid."""
+    nodata = tile.nodata
+    if nodata is not None and (np.isnan(nodata) or nodata not in (0, 1)):
+        fits = not np.isnan(nodata) and float(nodata).is_integer() and 0 <= nodata <= 255
+        return (np.dtype(np.uint8) if fits else np.dtype(tile.dtype)), nodata
+    if nodata is not None or not np.asarray(tile.valid_mask()).all():
+        return np.dtype(np.uint8), MASK_NODATA
+    return np.dtype(np.uint8), None
+
+
+def _mask_detection(tile: Any, mask: np.ndarray, text: str, score: np.ndarray, refined: bool) -> list[Detection]:
+    """The whole mask as one detection (the sam-point and threshold recipes)."""
+    if not mask.any():
+        return []
+    outline = mask_polygon(mask)
+    geometry = mapping(mask_polygon(mask, tile.transform)) if tile.crs is not None else None
+    return [Detection(name=text, score=float(score[mask].max()), box=mask_box(mask),
+                      area_m2=float(tile.area_m2(mask)) if tile.has_area else None,
+                      polygons_px=polygon_rings(outline), geometry=geometry, refined=refined)]
 
 
 def _point_prompt(score: np.ndarray, valid: np.ndarray, patch_size: int) -> tuple[int, int]:
@@ -68,28 +135,75 @@ def segment_tile(tile: Any, score: np.ndarray, *, refiner: Any = None, method: M
         out = refiner.predict(tile, np.array([point]))
         mask = out.masks[0, int(np.argmax(out.iou_predictions[0]))] & valid
     else:
-        raise GraftVQAError(f"unknown segmentation method {method!r}: use 'sam-point' or 'threshold'")
+        raise GraftVQAError(f"segment_tile cannot run method {method!r}: use 'sam-point' or 'threshold' "
+                            "(method='find' runs through segment())")
     geom = mask_polygon(mask, tile.transform)
     polygons = [g for g in getattr(geom, "geoms", [geom]) if not g.is_empty]
     area = float(tile.area_m2(mask)) if tile.has_area else None
     return SegmentResult(mask, polygons, score, method, point, area)
 
 
-def segment(image: Any, text: str, *, scorer: Any, refiner: Any = None, method: Method = "sam-point",
-            config: FindConfig | None = None, patch_size: int = 16, gsd_m: float | None = None) -> SegmentResult:
+def segment(image: Any, text: str, *, scorer: Any = None, refiner: Any = None, method: Method = "find",
+            config: EngineConfig | FindConfig | None = None, patch_size: int = 16, gsd_m: float | None = None,
+            engine: Any = None, **options: Any) -> SegmentResult:
     """Zero-shot segmentation of ``text`` in ``image`` (path, array, PIL image or Tile).
 
-    ``scorer`` gives the pixel-level scores (e.g. ``GraftScorer``); ``refiner`` (a ``SamRefiner``)
-    is needed for ``method="sam-point"``; ``config`` sets the threshold for ``method="threshold"``.
+    Args:
+        scorer, refiner: a :class:`~graft_vqa.perception.protocols.Scorer` and a SAM refiner; ``None`` builds
+            the defaults from the weights (as :class:`~graft_vqa.engine.Engine` does).
+        method: ``"find"`` (the engine's pipeline; the mask's area is the answer's), ``"sam-point"`` or
+            ``"threshold"`` (see the module's documentation).
+        config: an :class:`EngineConfig` (models and find settings) or a :class:`FindConfig`.
+        engine: an :class:`~graft_vqa.engine.Engine` to use as it is (its models and settings; ``scorer``,
+            ``refiner``, ``config`` and ``options`` must then be left out).
+        **options: ``EngineConfig`` or ``FindConfig`` fields (``allow_untrained=True``, ``threshold=0.1``).
+
+    Write the result with :meth:`SegmentResult.to_geotiff` and ``result.answer().to_geojson()``.
     """
     from graft_vqa.core.tiles import load_tile
 
-    if scorer is None:
-        raise GraftVQAError("segment needs a scorer: pass scorer=GraftScorer(model, text_encoder) "
-                            "(or use graft_vqa.Engine, which builds the default one)")
-    tile = load_tile(image, gsd_m=gsd_m)
-    score = resize_maps(scorer.score_maps(tile, [text]), (tile.height, tile.width))[0]
-    return segment_tile(tile, score, refiner=refiner, method=method, config=config, patch_size=patch_size)
+    if method not in METHODS:
+        raise GraftVQAError(f"unknown segmentation method {method!r}: use one of {', '.join(METHODS)}")
+    engine = _engine(engine, scorer, refiner, config, gsd_m, options)
+    tile = load_tile(image, gsd_m=engine.config.gsd_m)
+    if method == "find":
+        return _segment_find(engine, tile, str(text))
+    score = resize_maps(engine.scorer.score_maps(tile, [text]), (tile.height, tile.width))[0]
+    result = segment_tile(tile, score, refiner=engine.refiner if method == "sam-point" else None, method=method,
+                          config=engine.config.find, patch_size=patch_size)
+    result.text, result.tile, result.warnings = str(text), tile, engine.warnings
+    result.detections = _mask_detection(tile, result.mask, str(text), score, refined=method == "sam-point")
+    return result
+
+
+def _engine(engine: Any, scorer: Any, refiner: Any, config: Any, gsd_m: float | None,
+            options: dict[str, Any]) -> Any:
+    """The engine to segment with: the given one, or one built from the parts and options."""
+    if engine is not None:
+        if scorer is not None or refiner is not None or config is not None or options or gsd_m is not None:
+            raise GraftVQAError("segment(engine=...) uses that engine's models and settings: leave out scorer, "
+                                "refiner, config, gsd_m and other options (or leave out engine)")
+        return engine
+    if isinstance(config, FindConfig):
+        config = EngineConfig(find=config)
+    if gsd_m is not None:
+        options = {**options, "gsd_m": gsd_m}
+    return Engine(scorer=scorer, refiner=refiner, config=config, **options)
+
+
+def _segment_find(engine: Any, tile: Any, text: str) -> SegmentResult:
+    """The union of ``find``'s instances of ``text``, as the engine finds them."""
+    root = engine.image_patch(tile)
+    patches = root.find(text)
+    mask = np.zeros((tile.height, tile.width), dtype=bool)
+    for patch in patches:
+        mask |= patch.mask if patch.mask is not None else False
+    geom = mask_polygon(mask, tile.transform)
+    polygons = [g for g in getattr(geom, "geoms", [geom]) if not g.is_empty]
+    area = float(tile.area_m2(mask)) if tile.has_area else None
+    warnings = list(dict.fromkeys(engine.warnings + list(root.context.warnings)))
+    return SegmentResult(mask, polygons, root.context.score_map(text), "find", None, area, text, tile,
+                         [p.detection() for p in patches], warnings)
 
 
 @dataclass

@@ -82,3 +82,16 @@ class SandboxError(GraftVQAError):
 # --- data sets ---------------------------------------------------------------------------------
 class DatasetNotFoundError(GraftVQAError, FileNotFoundError):
     """A benchmark or training data set is missing or partial; the message says what to pass."""
+
+
+# --- search indexes ----------------------------------------------------------------------------
+class SearchIndexError(GraftVQAError):
+    """A search index cannot be used: missing, not an index, or built in another embedding space."""
+
+
+class IndexNotFoundError(SearchIndexError, FileNotFoundError):
+    """No search index at the given folder; the message says how to build one."""
+
+
+class EmbedderMismatchError(SearchIndexError):
+    """The index was built with other weights than the query's embedder; the message names both."""
