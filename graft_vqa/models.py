@@ -144,22 +144,24 @@ def embedder_id(config: EmbedConfig) -> str:
     return f"{config.graft_model}:{config.graft_weights}:{_fingerprint(Path(path))}"
 
 
-def build_default_embedder(config: EmbedConfig) -> tuple[Any, list[str]]:
-    """The image-level GRAFT model + CLIP text tower as an :class:`~graft_vqa.perception.embedder.GraftEmbedder`."""
+def build_default_embedder(config: EmbedConfig, *, images: bool = True) -> tuple[Any, list[str]]:
+    """The image-level GRAFT model + CLIP text tower as an :class:`~graft_vqa.perception.embedder.GraftEmbedder`;
+    ``images=False`` leaves the image model out (a search embeds only its text)."""
     from graft_vqa.perception.embedder import GraftEmbedder
 
-    model, _, warnings = _graft_model(config)
+    model, _, warnings = _graft_model(config) if images else (None, None, [])
     text, text_warnings = _text_encoder(config)
-    model = model.to(config.device).eval()
+    model = model.to(config.device).eval() if model is not None else None
     embedder = GraftEmbedder(model, text, template=config.text_template, batch_size=config.batch_size,
                              model_id=embedder_id(config))
     return embedder, warnings + text_warnings
 
 
-def resolve_embedder(embedder: Any, config: EmbedConfig) -> tuple[Any, list[str]]:
-    """``embedder`` checked against the Embedder protocol, or the default one built from ``config``."""
+def resolve_embedder(embedder: Any, config: EmbedConfig, *, images: bool = True) -> tuple[Any, list[str]]:
+    """``embedder`` checked against the Embedder protocol, or the default one built from ``config`` (without
+    its image model when ``images`` is False)."""
     if embedder is None:
-        return build_default_embedder(config)
+        return build_default_embedder(config, images=images)
     for method in ("embed_images", "embed_texts"):
         if not callable(getattr(embedder, method, None)):
             raise ConfigError(f"the embedder {type(embedder).__name__} has no {method}() method; an embedder needs "

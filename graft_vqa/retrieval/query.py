@@ -143,7 +143,7 @@ def search(index: str | os.PathLike, text: str, top_k: int = 10, embedder: Any =
     place = place_filter(bbox, aoi, aoi_crs)
     store = ChipStore.open(index)
     (config,) = apply_options(options, config or EmbedConfig())
-    embedder, _ = resolve_embedder(embedder, config)
+    embedder, _ = resolve_embedder(embedder, config, images=False)
     check_model(store.meta, store.folder, embedder_model_id(embedder))
     vector = embedder.embed_texts([text])[0]
     return search_store(store, vector, top_k, place)

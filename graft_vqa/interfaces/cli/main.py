@@ -11,19 +11,23 @@ from typing import Callable, Sequence
 
 from graft_vqa import __version__
 from graft_vqa.core.errors import GraftVQAError
-from graft_vqa.interfaces.cli import ask, weights
+from graft_vqa.interfaces.cli import ask, classify, index, search, segment, weights
 
 log = logging.getLogger("graft_vqa")
 
 EPILOG = """examples:
   graft-vqa ask examples/rgbn_5m_utm18n.tif "Is there a water area?" --allow-untrained
   graft-vqa ask tile.tif "How many buildings are there?" --planner openai --json
+  graft-vqa index 'tiles/**/*.tif' --out tiles.index
+  graft-vqa search tiles.index "a baseball field" --top 20 --bbox=-75.2,39.9,-75.1,40.0
+  graft-vqa classify tile.tif --labels "forest,water,urban,farmland"
+  graft-vqa segment tile.tif "water" --out water.tif --vector water.geojson
   graft-vqa weights list
   graft-vqa eval --benchmark rsvqa --data-root ../shared/data/rsvqa_lr_sample --limit 100 --out runs/lr
   graft-vqa app --port 7860
 """
 
-COMMANDS = (ask, weights)  # modules with register(sub); their parsers set func
+COMMANDS = (ask, index, search, classify, segment, weights)  # modules with register(sub); their parsers set func
 
 
 def _run_eval(argv: list[str]) -> int:

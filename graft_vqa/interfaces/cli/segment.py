@@ -1,0 +1,54 @@
+"""``graft-vqa segment TILE TEXT --out MASK.tif [--vector OUT]``: a text-prompted mask as GIS files."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from graft_vqa.interfaces.cli.outputs import check_output, write_json
+from graft_vqa.interfaces.options import add_config_options, engine_config
+
+VECTOR_SUFFIXES = (".geojson", ".json")
+MASK_SUFFIXES = (".tif", ".tiff")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``segment`` command to the top-level parser's subcommands."""
+    segment = sub.add_parser(
+        "segment", help="segment a text prompt into a GeoTIFF mask (and vectors)",
+        description="Segment TEXT in TILE with the engine's find (GRAFT pixel-level scores, the threshold, SAM "
+                    "refinement) and write a single-band GeoTIFF mask on the tile's grid, CRS and nodata; its area "
+                    "is the answer to 'What is the area covered by TEXT?'.")
+    segment.add_argument("tile", help="GeoTIFF, COG, PNG or JPEG")
+    segment.add_argument("text", help='what to segment, e.g. "water"')
+    segment.add_argument("--out", required=True, metavar="MASK.tif", help="the GeoTIFF mask to write")
+    segment.add_argument("--vector", metavar="OUT", help="also write the instances as vectors (.geojson)")
+    segment.add_argument("--method", default="find", choices=["find", "sam-point", "threshold"],
+                         help="find: the engine's pipeline (default); sam-point: the GRAFT paper's one SAM prompt; "
+                              "threshold: the cut score map, no SAM")
+    segment.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_config_options(segment)
+    segment.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment; write the mask (and vectors); print the area."""
+    from graft_vqa.segmentation import segment
+
+    out = check_output(args.out, MASK_SUFFIXES, "--out")
+    vector = check_output(args.vector, VECTOR_SUFFIXES, "--vector") if args.vector else None
+    result = segment(args.tile, args.text, method=args.method, config=engine_config(args))
+    result.to_geotiff(out)
+    answer = result.answer()
+    if vector is not None:
+        write_json(vector, answer.to_geojson())
+    if args.json:
+        print(json.dumps({"text": args.text, "method": result.method, "area_m2": result.area_m2,
+                          "pixels": int(result.mask.sum()), "instances": len(result.detections), "mask": str(out),
+                          "vector": str(vector) if vector else None, "warnings": result.warnings}, indent=2))
+        return 0
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.text}: {answer.answer} in {len(result.detections)} instance(s); mask written to {out}"
+          + (f", vectors to {vector}" if vector else ""))
+    return 0
