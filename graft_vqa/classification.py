@@ -115,9 +115,9 @@ class Classification:
         pixels of the raster; one cell for a whole-tile chip), the raster's CRS, nodata ``NO_LABEL``, the
         label names in the ``LABELS`` tag and as ``LABEL_<i>`` tags."""
         if self.step:
-            transform = self.transform * Affine.scale(self.step)
+            transform = self.transform @ Affine.scale(self.step)
         else:
-            transform = self.transform * Affine.scale(self.width, self.height)
+            transform = self.transform @ Affine.scale(self.width, self.height)
         tags = {"LABELS": ",".join(self.labels), **{f"LABEL_{i}": label for i, label in enumerate(self.labels)}}
         return write_geotiff(path, self.label_grid(), crs=self.crs, transform=transform, nodata=NO_LABEL,
                              tags=tags, descriptions=["label"])

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 TEXTS = {"red": [1, 0, 0, 0], "green": [0, 1, 0, 0], "blue": [0, 0, 1, 0], "grey": [0, 0, 0, 1]}
 GREY = 60.0  # the constant fourth component of every image vector
@@ -65,10 +67,12 @@ def write_raster(path: Path, rgb: np.ndarray, crs: str | None = "EPSG:32618", or
         profile.update(crs=crs, transform=Affine(pixel, 0, origin[0], 0, -pixel, origin[1]))
     if nodata is not None:
         profile["nodata"] = nodata
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(np.moveaxis(rgb, -1, 0))
-        if tags:
-            dst.update_tags(**tags)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # crs=None: a plain image on purpose
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(np.moveaxis(rgb, -1, 0))
+            if tags:
+                dst.update_tags(**tags)
     return path
 
 

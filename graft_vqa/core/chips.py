@@ -47,5 +47,5 @@ def footprint(tile: Any, window: Window) -> BaseGeometry | None:
 
 
 def _apply(transform: Any, xy: np.ndarray) -> np.ndarray:
-    xs, ys = transform * (xy[:, 0], xy[:, 1])
+    xs, ys = transform @ (xy[:, 0], xy[:, 1])
     return np.column_stack([xs, ys])
