@@ -7,7 +7,8 @@ or any raster when an explicit ``chip`` size is given, is cut into a row-major g
 in the raster's pixels, as ``Tile.window`` is.
 
 A footprint is the window's outline taken to longitude/latitude (EPSG:4326), densified so that edges
-bend as the projection bends them; rasters without georeferencing have none.
+bend as the projection bends them, then simplified within ``FOOTPRINT_TOLERANCE_DEG`` (a few vertices
+per edge instead of hundreds); rasters without georeferencing have none.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from shapely.geometry.base import BaseGeometry
 from graft_vqa.core.aoi import reproject
 
 WGS84 = "EPSG:4326"
+FOOTPRINT_TOLERANCE_DEG = 1e-8  # footprint vertices within this of the densified outline (about 1 mm) are dropped
 Window = tuple[int, int, int, int]  # (row_off, col_off, height, width) in the raster's pixels
 
 
@@ -43,7 +45,7 @@ def footprint(tile: Any, window: Window) -> BaseGeometry | None:
     row, col, height, width = window
     outline = shapely.transform(shapely_box(col, row, col + width, row + height),
                                 lambda xy: _apply(tile.transform, xy))
-    return reproject(outline, tile.crs, WGS84)
+    return shapely.simplify(reproject(outline, tile.crs, WGS84), FOOTPRINT_TOLERANCE_DEG)
 
 
 def _apply(transform: Any, xy: np.ndarray) -> np.ndarray:

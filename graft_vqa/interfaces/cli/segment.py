@@ -5,10 +5,10 @@ import argparse
 import json
 import sys
 
-from graft_vqa.interfaces.cli.outputs import check_output, write_json
+from graft_vqa.interfaces.cli.outputs import check_output
 from graft_vqa.interfaces.options import add_config_options, engine_config
 
-VECTOR_SUFFIXES = (".geojson", ".json")
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".fgb")
 MASK_SUFFIXES = (".tif", ".tiff")
 
 
@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     segment.add_argument("tile", help="GeoTIFF, COG, PNG or JPEG")
     segment.add_argument("text", help='what to segment, e.g. "water"')
     segment.add_argument("--out", required=True, metavar="MASK.tif", help="the GeoTIFF mask to write")
-    segment.add_argument("--vector", metavar="OUT", help="also write the instances as vectors (.geojson)")
+    segment.add_argument("--vector", metavar="OUT",
+                         help="also write the instances as vectors: GeoPackage (.gpkg), GeoJSON or FlatGeobuf (.fgb)")
     segment.add_argument("--method", default="find", choices=["find", "sam-point", "threshold"],
                          help="find: the engine's pipeline (default); sam-point: the GRAFT paper's one SAM prompt; "
                               "threshold: the cut score map, no SAM")
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     result.to_geotiff(out)
     answer = result.answer()
     if vector is not None:
-        write_json(vector, answer.to_geojson())
+        result.to_vector(vector)
     if args.json:
         print(json.dumps({"text": args.text, "method": result.method, "area_m2": result.area_m2,
                           "pixels": int(result.mask.sum()), "instances": len(result.detections), "mask": str(out),
