@@ -13,7 +13,9 @@ Three recipes:
 - ``method="threshold"``: the score map thresholded as ``find`` does (absolute or relative), no SAM.
 
 Models are built by an :class:`~graft_vqa.engine.Engine` (given, or made from the scorer, refiner and
-options), so a missing SAM checkpoint means components without refinement plus one warning.
+options), so a missing SAM checkpoint means components without refinement plus one warning, and a
+raster above ``scene_pixels`` is segmented through the engine's scene plan (``find`` only); its mask
+is written block by block from the instances' crops, never held whole.
 """
 from __future__ import annotations
 
@@ -32,12 +34,12 @@ from tqdm.auto import tqdm
 from graft_vqa.answer import Answer, Detection
 from graft_vqa.config import EngineConfig, FindConfig
 from graft_vqa.core.errors import DatasetNotFoundError, GraftVQAError
-from graft_vqa.core.rasters import write_geotiff
+from graft_vqa.core.rasters import MASK_BLOCK, MASK_NODATA, write_mask  # noqa: F401 - MASK_NODATA re-exported
 from graft_vqa.core.vector_files import write_polygons
 from graft_vqa.engine import Engine
 from graft_vqa.perception.components import threshold_value
 from graft_vqa.perception.geometry import mask_polygon, polygon_rings
-from graft_vqa.perception.instances import mask_box
+from graft_vqa.perception.instances import Instance, mask_box, paste
 from graft_vqa.perception.scorer import resize_maps
 
 log = logging.getLogger(__name__)
@@ -45,16 +47,15 @@ log = logging.getLogger(__name__)
 Method = Literal["find", "sam-point", "threshold"]
 METHODS = ("find", "sam-point", "threshold")
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-MASK_NODATA = 255  # the mask GeoTIFF's nodata when the input's nodata cannot be kept (none, 0 or 1)
 
 
 @dataclass
 class SegmentResult:
-    """One text query segmented on one image."""
+    """One text query segmented on one image (a whole tile, or a scene of any size)."""
 
-    mask: np.ndarray  # bool (H, W)
+    mask: np.ndarray | None  # bool (H, W); None for a scene too large to hold (use mask_window)
     polygons: list[Any]  # shapely Polygons in the tile's CRS (pixel coordinates when not georeferenced)
-    score_map: np.ndarray  # float32 (H, W) scores of the query
+    score_map: np.ndarray  # float32 scores of the query (H, W; a scene's cell grid for scenes)
     method: str  # "find", "sam-point" or "threshold"
     point: tuple[int, int] | None = None  # (col, row) of the SAM point prompt
     area_m2: float | None = None  # mask area when the tile has georeferencing or gsd_m
@@ -62,14 +63,39 @@ class SegmentResult:
     tile: Any = field(default=None, repr=False)  # the graft_vqa.core.tiles.Tile segmented
     detections: list[Detection] = field(default_factory=list)  # find's instances (one for the other methods)
     warnings: list[str] = field(default_factory=list)  # untrained weights, SAM missing, ...
+    instances: list[Instance] = field(default_factory=list, repr=False)  # find's instances (mask crops)
+    aoi: Any = field(default=None, repr=False)  # the area of interest the mask is clipped to, if any
+
+    def mask_window(self, window: tuple[int, int, int, int]) -> np.ndarray:
+        """The bool mask over ``(row_off, col_off, height, width)``: the union of the instances (clipped to
+        the AOI), computed from their crops, so any window of a scene of any size."""
+        row, col, height, width = window
+        if self.mask is not None:
+            return self.mask[row:row + height, col:col + width]
+        box = (col, row, col + width, row + height)
+        out = np.zeros((height, width), dtype=bool)
+        for inst in self.instances:
+            left, top, right, bottom = inst.box
+            if left < box[2] and right > box[0] and top < box[3] and bottom > box[1]:
+                out |= paste(inst, box)
+        if self.aoi is not None:
+            out &= self.aoi.mask(box)
+        return out
+
+    def pixels(self) -> int:
+        """Pixels in the mask."""
+        if self.mask is not None:
+            return int(self.mask.sum())
+        return sum(int(self.mask_window(w).sum()) for w in _blocks(self.tile.height, self.tile.width))
 
     def answer(self) -> Answer:
         """The result as the :class:`Answer` to "What is the area covered by <text>?" (its detections
-        are the instances), e.g. for ``Answer.to_geojson``."""
+        are the instances), e.g. for ``Answer.to_geojson``; pixels counted without georeferencing."""
         crs = self.tile.crs.to_string() if self.tile is not None and self.tile.crs is not None else None
         if self.area_m2 is None:
-            return Answer(question=self.text, answer=f"{int(self.mask.sum())} px", value=int(self.mask.sum()),
-                          kind="count", detections=self.detections, warnings=self.warnings, crs=crs)
+            pixels = self.pixels()
+            return Answer(question=self.text, answer=f"{pixels} px", value=pixels, kind="count",
+                          detections=self.detections, warnings=self.warnings, crs=crs)
         return Answer(question=self.text, answer=f"{round(self.area_m2)} m2", value=float(self.area_m2),
                       kind="area_m2", detections=self.detections, warnings=self.warnings, crs=crs)
 
@@ -95,33 +121,19 @@ class SegmentResult:
         return write_polygons(target, geometries, columns, crs)
 
     def to_geotiff(self, path: str | Path) -> Path:
-        """Write the mask as a single-band GeoTIFF on the input's grid and CRS, atomically: 1 inside, 0 outside,
-        and the input's nodata value (and type) on its nodata pixels; when the input has no nodata value, or
-        one that is 0 or 1, invalid pixels get ``MASK_NODATA`` (uint8)."""
+        """Write the mask as a single-band GeoTIFF on the input's grid, CRS and nodata, block by block and
+        atomically (:func:`graft_vqa.core.rasters.write_mask`: 1 inside, 0 outside, nodata on invalid pixels)."""
         if self.tile is None:
             raise GraftVQAError("this result has no tile to take the grid from; segment() sets it")
-        dtype, nodata = mask_encoding(self.tile)
-        data = self.mask.astype(dtype)
-        valid = np.asarray(self.tile.valid_mask(), dtype=bool)
-        if nodata is not None:
-            data[~valid] = nodata
         tags = {"QUERY": self.text, "METHOD": self.method, "VALUES": "1: query found, 0: not found"}
         if self.area_m2 is not None:
             tags["AREA_M2"] = repr(float(self.area_m2))
-        return write_geotiff(path, data, crs=self.tile.crs, transform=self.tile.transform, nodata=nodata,
-                             tags=tags, descriptions=[f"mask: {self.text}"])
+        return write_mask(path, self.tile, self.mask_window, tags=tags, description=f"mask: {self.text}")
 
 
-def mask_encoding(tile: Any) -> tuple[np.dtype, float | None]:
-    """The mask GeoTIFF's pixel type and nodata for ``tile``: its own nodata where 0/1 stay free (in its own
-    type unless the value fits uint8), else ``MASK_NODATA`` as uint8 when some pixels are invalid."""
-    nodata = tile.nodata
-    if nodata is not None and (np.isnan(nodata) or nodata not in (0, 1)):
-        fits = not np.isnan(nodata) and float(nodata).is_integer() and 0 <= nodata <= 255
-        return (np.dtype(np.uint8) if fits else np.dtype(tile.dtype)), nodata
-    if nodata is not None or not np.asarray(tile.valid_mask()).all():
-        return np.dtype(np.uint8), MASK_NODATA
-    return np.dtype(np.uint8), None
+def _blocks(height: int, width: int, side: int = MASK_BLOCK) -> list[tuple[int, int, int, int]]:
+    return [(r, c, min(side, height - r), min(side, width - c)) for r in range(0, height, side)
+            for c in range(0, width, side)]
 
 
 def _mask_detection(tile: Any, mask: np.ndarray, text: str, score: np.ndarray, refined: bool) -> list[Detection]:
@@ -170,7 +182,7 @@ def segment_tile(tile: Any, score: np.ndarray, *, refiner: Any = None, method: M
 
 def segment(image: Any, text: str, *, scorer: Any = None, refiner: Any = None, method: Method = "find",
             config: EngineConfig | FindConfig | None = None, patch_size: int = 16, gsd_m: float | None = None,
-            engine: Any = None, **options: Any) -> SegmentResult:
+            engine: Any = None, aoi: Any = None, aoi_crs: Any = None, **options: Any) -> SegmentResult:
     """Zero-shot segmentation of ``text`` in ``image`` (path, array, PIL image or Tile).
 
     Args:
@@ -181,6 +193,8 @@ def segment(image: Any, text: str, *, scorer: Any = None, refiner: Any = None, m
         config: an :class:`EngineConfig` (models and find settings) or a :class:`FindConfig`.
         engine: an :class:`~graft_vqa.engine.Engine` to use as it is (its models and settings; ``scorer``,
             ``refiner``, ``config`` and ``options`` must then be left out).
+        aoi, aoi_crs: an area of interest (``find`` only), as :meth:`Engine.image_patch` takes it: the mask
+            and its area are clipped to it, as the answer's are.
         **options: ``EngineConfig`` or ``FindConfig`` fields (``allow_untrained=True``, ``threshold=0.1``).
 
     Write the result with :meth:`SegmentResult.to_geotiff` and ``result.answer().to_geojson()``.
@@ -192,7 +206,9 @@ def segment(image: Any, text: str, *, scorer: Any = None, refiner: Any = None, m
     engine = _engine(engine, scorer, refiner, config, gsd_m, options)
     tile = load_tile(image, gsd_m=engine.config.gsd_m)
     if method == "find":
-        return _segment_find(engine, tile, str(text))
+        return _segment_find(engine, tile, str(text), aoi, aoi_crs)
+    if aoi is not None:
+        raise GraftVQAError(f"an area of interest works with method='find' only, not {method!r}")
     score = resize_maps(engine.scorer.score_maps(tile, [text]), (tile.height, tile.width))[0]
     result = segment_tile(tile, score, refiner=engine.refiner if method == "sam-point" else None, method=method,
                           config=engine.config.find, patch_size=patch_size)
@@ -216,19 +232,20 @@ def _engine(engine: Any, scorer: Any, refiner: Any, config: Any, gsd_m: float | 
     return Engine(scorer=scorer, refiner=refiner, config=config, **options)
 
 
-def _segment_find(engine: Any, tile: Any, text: str) -> SegmentResult:
-    """The union of ``find``'s instances of ``text``, as the engine finds them."""
-    root = engine.image_patch(tile)
+def _segment_find(engine: Any, tile: Any, text: str, aoi: Any, aoi_crs: Any) -> SegmentResult:
+    """The union of ``find``'s instances of ``text``, as the engine finds them (a scene window by window)."""
+    root = engine.image_patch(tile, aoi, aoi_crs)
     patches = root.find(text)
-    mask = np.zeros((tile.height, tile.width), dtype=bool)
-    for patch in patches:
-        mask |= patch.mask if patch.mask is not None else False
-    geom = mask_polygon(mask, tile.transform)
-    polygons = [g for g in getattr(geom, "geoms", [geom]) if not g.is_empty]
-    area = float(tile.area_m2(mask)) if tile.has_area else None
+    area = float(root.coverage_m2(text)) if tile.has_area else None
+    detections = [p.detection() for p in patches]
     warnings = list(dict.fromkeys(engine.warnings + list(root.context.warnings)))
-    return SegmentResult(mask, polygons, root.context.score_map(text), "find", None, area, text, tile,
-                         [p.detection() for p in patches], warnings)
+    result = SegmentResult(None, [], root.context.score_map(text), "find", None, area, text, tile, detections,
+                           warnings, [p.instance for p in patches], root.context.aoi)
+    if tile.height * tile.width <= tile.max_pixels:
+        result.mask = result.mask_window((0, 0, tile.height, tile.width))
+    result.polygons = [shape(d.geometry) if tile.crs is not None and d.geometry else shape(d.geometry_px())
+                       for d in detections]
+    return result
 
 
 @dataclass

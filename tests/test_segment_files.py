@@ -11,7 +11,7 @@ from scipy import ndimage
 
 import graft_vqa
 from graft_vqa.core.tiles import load_tile
-from graft_vqa.perception.instances import Instance, mask_box
+from graft_vqa.perception.instances import Instance
 from graft_vqa.segmentation import MASK_NODATA
 
 from .embedders import solid, write_raster
@@ -30,9 +30,9 @@ class GrowRefiner:
         self.calls += 1
         out = []
         for inst in instances:
-            mask = ndimage.binary_dilation(inst.mask, iterations=3) & (valid if valid is not None else True)
-            out.append(Instance(mask=mask, box=mask_box(mask), best_pixel=inst.best_pixel, score=inst.score,
-                                refined=True))
+            grown = ndimage.binary_dilation(inst.full_mask((tile.height, tile.width)), iterations=3)
+            mask = grown & (valid if valid is not None else True)
+            out.append(Instance.from_mask(mask, inst.best_pixel, inst.score, refined=True))
         return out
 
 
@@ -96,3 +96,47 @@ def test_threshold_and_plain_images(tmp_path):
     out = result.to_geotiff(tmp_path / "plain_mask.tif")
     with rasterio.open(out) as src:
         assert src.crs is None and src.nodata is None and src.read(1).sum() == result.mask.sum()
+
+
+class SceneRects:
+    """RectScorer in scene coordinates: window tiles get the part of each rectangle inside them."""
+
+    def __init__(self, rects):
+        self.rects = rects
+
+    def score_maps(self, tile, queries):
+        row0, col0 = (tile.window[0], tile.window[1]) if tile.window is not None else (0, 0)
+        out = np.zeros((len(queries), tile.height, tile.width), np.float32)
+        for i, q in enumerate(queries):
+            for top, bottom, left, right in self.rects.get(q, []):
+                out[i, max(0, top - row0):max(0, bottom - row0), max(0, left - col0):max(0, right - col0)] = 0.5
+        return out
+
+
+def test_a_raster_above_the_scene_limit_is_segmented_window_by_window(tmp_path, monkeypatch):
+    import graft_vqa.core.rasters as rasters
+
+    rgb = solid((90, 90, 90), 640, 720)
+    rgb[600:, :] = 0  # nodata rows at the bottom
+    path = write_raster(tmp_path / "scene.tif", rgb, crs="EPSG:32618", pixel=2.0, nodata=0)
+    rects = {"water": [(30, 200, 40, 330), (150, 260, 300, 500), (400, 560, 600, 700)]}
+    engine = graft_vqa.Engine(scorer=SceneRects(rects), refine="none", threshold=0.3, scene_pixels=100_000,
+                              scene_window=256, scene_overlap=32, feature_cache=False)
+    tile = load_tile(path, max_pixels=200_000)  # too large to read whole: the mask is never held
+    result = graft_vqa.segment(tile, "water", engine=engine)
+    assert result.mask is None and len(result.detections) == 2
+    answer = engine.ask(tile, "What is the area covered by water?")
+    assert result.area_m2 == pytest.approx(answer.value, rel=1e-12)
+
+    monkeypatch.setattr(rasters, "MASK_BLOCK", 200)  # many blocks, cut at the edges
+    out = result.to_geotiff(tmp_path / "scene_water.tif")
+    with rasterio.open(out) as src, rasterio.open(path) as raster:
+        assert src.transform == raster.transform and src.crs == raster.crs and src.nodata == MASK_NODATA
+        values = src.read(1)
+    expected = np.zeros((640, 720), bool)  # the union of the engine's instances, drawn whole here
+    for inst in result.instances:
+        expected |= inst.full_mask((640, 720))
+    expected[600:, :] = False
+    assert expected[100, 100] and expected[200, 400] and not expected[300, 100]
+    assert np.array_equal(values == 1, expected) and (values[600:] == MASK_NODATA).all()
+    assert load_tile(path).area_m2(values == 1) == pytest.approx(answer.value, rel=1e-9)
