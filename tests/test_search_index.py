@@ -103,11 +103,12 @@ def test_large_raster_is_cut_into_chips_with_their_footprints(tmp_path):
     rgb[:, :] = (20, 20, 200)
     rgb[0:224, 224:448] = (230, 10, 10)  # the second chip of the first row is red
     rgb[224:, 448:] = 0  # the last chip is all nodata: not stored
-    path = write_raster(tmp_path / "big.tif", rgb, crs="EPSG:32618", nodata=0)
+    path = write_raster(tmp_path / "big.tif", rgb, crs="EPSG:32618", nodata=0,
+                        tags={"TIFFTAG_DATETIME": "2021:05:03 10:20:30"})
     report = graft_vqa.build_index(path, tmp_path / "idx", embedder=ColourEmbedder(), chip=224)
     assert report.chips_added == 5  # 2 x 3 grid, one all-nodata chip
     best = graft_vqa.search(tmp_path / "idx", "red", 1, embedder=ColourEmbedder())[0]
-    assert best.window == (0, 224, 224, 224)
+    assert best.window == (0, 224, 224, 224) and best.date == "2021-05-03T10:20:30" and best.crs == "EPSG:32618"
     to_lonlat = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True)
     x0, y0 = 500_000.0 + 224 * 10, 4_500_000.0
     square = shapely.segmentize(shapely.box(x0, y0 - 2240, x0 + 2240, y0), 10.0)  # edges bend in lon/lat

@@ -246,20 +246,19 @@ class ChipStore:
         return len(stale)
 
     def optimize(self) -> None:
-        """Build or refresh the ANN (IVF) index once the store is large; compact the data files."""
+        """Compact the many small commits of a run into few data files; build the ANN (IVF) index once the
+        store is large, rebuild it when too many chips are outside it, else fold the new chips into it."""
         rows = self.count()
-        if rows < ANN_MIN_ROWS:
-            return
-        stats = self._index_stats()
-        if stats is None or stats.num_unindexed_rows > ANN_STALE_FRACTION * rows:
+        stats = self._index_stats() if rows >= ANN_MIN_ROWS else None
+        if rows >= ANN_MIN_ROWS and (stats is None or stats.num_unindexed_rows > ANN_STALE_FRACTION * rows):
             from lancedb.index import IvfFlat
 
             partitions = int(min(ANN_MAX_PARTITIONS, max(1, rows // ANN_ROWS_PER_PARTITION)))
             log.info("building the ANN index over %d chips (%d partitions)", rows, partitions)
             self._chips.create_index("vector", config=IvfFlat(distance_type="dot", num_partitions=partitions),
                                      replace=True)
-        else:
-            self._chips.optimize()
+        self._chips.optimize()
+        self._files.optimize()
 
     def _index_stats(self) -> Any:
         for index in self._chips.list_indices():
