@@ -26,7 +26,7 @@ from graft_vqa.config import DEFAULT_CHIP, ChipConfig, EmbedConfig, apply_option
 from graft_vqa.core.chips import chip_windows, footprint
 from graft_vqa.core.errors import ConfigError, GraftVQAError, TileError
 from graft_vqa.core.tiles import load_tile
-from graft_vqa.models import embedder_model_id, resolve_embedder
+from graft_vqa.models import embedder_id, embedder_model_id, resolve_embedder
 from graft_vqa.retrieval.files import acquisition_date, expand_paths, file_key
 from graft_vqa.retrieval.store import ChipStore, check_model, new_meta, read_meta
 
@@ -168,6 +168,8 @@ def build_index(paths: Any, out: str | Path, embedder: Any = None, *, config: Em
     config, chips = apply_options(options, config or EmbedConfig(), chips or ChipConfig())
     files = expand_paths(paths)
     out = Path(out).expanduser()
+    if embedder is None:  # an index built with other weights fails before the model loads
+        _check_existing(out, embedder_id(config), chips)
     embedder, warnings = resolve_embedder(embedder, config)
     model_id = embedder_model_id(embedder)
     _check_existing(out, model_id, chips)
