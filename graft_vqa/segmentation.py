@@ -19,10 +19,7 @@ is written block by block from the instances' crops, never held whole.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +32,6 @@ from graft_vqa.answer import Answer, Detection
 from graft_vqa.config import EngineConfig, FindConfig
 from graft_vqa.core.errors import DatasetNotFoundError, GraftVQAError
 from graft_vqa.core.rasters import MASK_BLOCK, MASK_NODATA, write_mask  # noqa: F401 - MASK_NODATA re-exported
-from graft_vqa.core.vector_files import write_polygons
 from graft_vqa.engine import Engine
 from graft_vqa.perception.components import threshold_value
 from graft_vqa.perception.geometry import mask_polygon, polygon_rings
@@ -99,26 +95,11 @@ class SegmentResult:
         return Answer(question=self.text, answer=f"{round(self.area_m2)} m2", value=float(self.area_m2),
                       kind="area_m2", detections=self.detections, warnings=self.warnings, crs=crs)
 
-    def to_vector(self, path: str | Path) -> Path:
-        """Write the detections as vectors: GeoJSON (``.geojson``/``.json``, as ``answer().to_geojson()``),
-        GeoPackage (``.gpkg``) or FlatGeobuf (``.fgb``) with ``label``, ``score``, ``area_m2`` and ``refined``,
-        in the tile's CRS (pixel coordinates without one), atomically."""
-        target = Path(path)
-        if target.suffix.lower() in (".geojson", ".json"):
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(self.answer().to_geojson(), out)
-            os.replace(tmp, target)
-            return target
-        georeferenced = self.tile is not None and self.tile.crs is not None
-        geometries = [shape(d.geometry) if georeferenced and d.geometry else shape(d.geometry_px())
-                      for d in self.detections]
-        columns = {"label": np.array([d.name for d in self.detections], dtype=object),
-                   "score": np.array([d.score for d in self.detections], dtype=np.float64),
-                   "area_m2": np.array([np.nan if d.area_m2 is None else d.area_m2 for d in self.detections]),
-                   "refined": np.array([d.refined for d in self.detections], dtype=bool)}
-        crs = self.tile.crs.to_wkt() if georeferenced else None
-        return write_polygons(target, geometries, columns, crs)
+    def to_vector(self, path: str | Path, crs: Any = None) -> Path:
+        """Write the instances as vectors (:meth:`graft_vqa.answer.Answer.to_file`: GeoPackage, GeoJSON,
+        FlatGeobuf or Shapefile by extension, with ``label``, ``score``, ``area_m2``, ``perimeter_m``,
+        ``refined``), atomically."""
+        return self.answer().to_file(path, crs=crs)
 
     def to_geotiff(self, path: str | Path) -> Path:
         """Write the mask as a single-band GeoTIFF on the input's grid, CRS and nodata, block by block and

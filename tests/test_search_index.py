@@ -195,8 +195,11 @@ def test_other_weights_missing_index_and_empty_collections_are_one_line_errors(t
     with pytest.raises(TileNotFoundError, match="no file matches"):
         graft_vqa.build_index(str(tmp_path / "empty" / "*.tif"), tmp_path / "new", embedder=ColourEmbedder())
     (tmp_path / "list.txt").write_text("# nothing\n")
-    with pytest.raises(TileNotFoundError, match="empty"):
+    with pytest.raises(TileNotFoundError, match="names no tiles"):
         graft_vqa.build_index(tmp_path / "list.txt", tmp_path / "new", embedder=ColourEmbedder())
+    missing = graft_vqa.build_index([str(tmp_path / "tiles" / "red_utm.tif"), str(tmp_path / "gone.tif")],
+                                    tmp_path / "idx", embedder=ColourEmbedder())
+    assert missing.unchanged == 1 and missing.failed == [(str(tmp_path / "gone.tif"), f"no file at {tmp_path}/gone.tif")]
     write_raster(tmp_path / "empty" / "void.tif", np.zeros((64, 64, 3), np.uint8), nodata=0)
     with pytest.raises(GraftVQAError, match="no index was written"):
         graft_vqa.build_index(tmp_path / "empty", tmp_path / "new", embedder=ColourEmbedder())

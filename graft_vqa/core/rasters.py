@@ -11,7 +11,6 @@ else ``MASK_NODATA`` (uint8) when the input can have invalid pixels at all (:fun
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from graft_vqa.core.errors import OutputPathError
+from graft_vqa.core.files import atomic_output, check_output_path
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 TILED_FROM = 512  # rasters with a side this long or longer are written tiled (512 px blocks)
@@ -33,21 +32,12 @@ Window4 = tuple[int, int, int, int]  # (row_off, col_off, height, width)
 
 
 def check_geotiff_path(path: str | os.PathLike, what: str = "output") -> Path:
-    """``path`` as a Path once it can take a GeoTIFF: a ``.tif``/``.tiff`` name in an existing folder.
+    """``path`` once it can take a GeoTIFF (:func:`graft_vqa.core.files.check_output_path`).
 
     Raises:
         OutputPathError: a one-line message naming ``what`` and the fix.
     """
-    target = Path(path).expanduser()
-    if target.suffix.lower() not in GEOTIFF_SUFFIXES:
-        raise OutputPathError(f"{what} {target}: a GeoTIFF needs a .tif or .tiff name")
-    if target.is_dir():
-        raise OutputPathError(f"{what} {target} is a folder; give a file name inside it")
-    if not target.parent.is_dir():
-        raise OutputPathError(f"{what} {target}: the folder {target.parent} does not exist; create it first")
-    if not os.access(target.parent, os.W_OK):
-        raise OutputPathError(f"{what} {target}: cannot write in {target.parent}; choose another folder")
-    return target
+    return check_output_path(path, GEOTIFF_SUFFIXES, what)
 
 
 def mask_encoding(tile: Any) -> tuple[np.dtype, float | None]:
@@ -76,17 +66,11 @@ def _profile(height: int, width: int, count: int, dtype: np.dtype, crs: Any, tra
 
 @contextmanager
 def _atomic(target: Path) -> Iterator[Path]:
-    """A temporary GeoTIFF path beside ``target``, renamed onto it when the block ends without error."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp.tif")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """A temporary path for the GeoTIFF (:func:`graft_vqa.core.files.atomic_output`), without rasterio's
+    warning for rasters that have no CRS on purpose."""
+    with atomic_output(target) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield tmp
 
 
 def write_mask(path: str | os.PathLike, tile: Any, mask_window: Callable[[Window4], np.ndarray], *,

@@ -1,73 +1,30 @@
-"""The files of a collection: paths from globs, folders and list files; file keys; acquisition dates."""
+"""The files of a collection: their paths (as ``graft_vqa.collection`` lists them), keys and acquisition dates."""
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from graft_vqa.core.errors import TileNotFoundError, UnreadableTileError
+from graft_vqa.collection import expand_images
+from graft_vqa.core.errors import UnreadableTileError
 from graft_vqa.core.tiles.sources import FileSource
 
 log = logging.getLogger(__name__)
 
-RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".png", ".jpg", ".jpeg", ".jp2", ".img")  # a folder's rasters
-LIST_SUFFIXES = (".txt", ".lst", ".list")  # a text file of paths, one a line
 DATE_TAGS = ("ACQUISITIONDATETIME", "DATE_ACQUIRED", "ACQUISITION_DATE", "TIFFTAG_DATETIME")  # first found wins
 _DATE = re.compile(r"^(\d{4})[:\-/](\d{2})[:\-/](\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2}))?")
 
 
 def expand_paths(specs: Any) -> list[Path]:
-    """The raster files ``specs`` names, absolute, each once, in order: a glob pattern (sorted; ``**``
-    recurses), a folder (its rasters, sorted, not recursive), a text file of paths (one a line, ``#``
-    comments, relative to the file's folder), a raster path, or a list of any of these.
+    """The files of a collection as :func:`graft_vqa.collection.expand_images` lists them (a glob, a folder, a
+    text file of paths, a path, or a list of these), absolute and each once, in order. Listed files need
+    not exist: indexing reports a missing one and goes on.
 
     Raises:
-        TileNotFoundError: a path that does not exist, a pattern that matches nothing, a folder without
-            rasters, or nothing at all.
+        TileNotFoundError: a pattern that matches nothing, a folder without rasters, an empty list.
     """
-    items = list(specs) if isinstance(specs, (list, tuple)) else [specs]
-    paths = [p for item in items for p in _expand(os.fspath(item))]
-    if not paths:
-        raise TileNotFoundError("the collection is empty: give raster files, a folder, a glob such as "
-                                "'tiles/**/*.tif' or a text file of paths")
-    return list(dict.fromkeys(paths))
-
-
-def _expand(text: str) -> list[Path]:
-    if glob.has_magic(text):
-        found = sorted(Path(p).resolve() for p in glob.glob(os.path.expanduser(text), recursive=True)
-                       if Path(p).is_file())
-        if not found:
-            raise TileNotFoundError(f"no file matches {text!r}: check the pattern (quote it, so the shell "
-                                    "passes it to graft-vqa as it is)")
-        return found
-    path = Path(text).expanduser()
-    if path.is_dir():
-        found = sorted(p.resolve() for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
-        if not found:
-            raise TileNotFoundError(f"the folder {path} holds no rasters ({', '.join(RASTER_SUFFIXES)}); give "
-                                    "another folder or a glob such as 'tiles/**/*.tif'")
-        return found
-    if not path.exists():
-        raise TileNotFoundError(f"no file at {path}: check the path (cwd is {Path.cwd()})")
-    if path.suffix.lower() in LIST_SUFFIXES:
-        return [p for line in _list_lines(path) for p in _expand(_relative(line, path.parent))]
-    return [path.resolve()]
-
-
-def _list_lines(path: Path) -> Iterable[str]:
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            yield line
-
-
-def _relative(line: str, folder: Path) -> str:
-    p = Path(line).expanduser()
-    return str(p if p.is_absolute() else folder / p)
+    return list(dict.fromkeys(Path(p).expanduser().resolve() for p in expand_images(specs)))
 
 
 def file_key(path: Path) -> str:

@@ -181,6 +181,9 @@ def build_index(paths: Any, out: str | Path, embedder: Any = None, *, config: Em
         if kind == "unchanged":
             run.report.unchanged += 1
             continue
+        if kind == "missing":
+            run.report.failed.append((str(path), f"no file at {path}"))
+            continue
         try:
             run.add_file(path, key, stored)
         except (TileError, OSError) as exc:
@@ -203,19 +206,21 @@ def build_index(paths: Any, out: str | Path, embedder: Any = None, *, config: Em
 
 def _plan(run: _Run, files: list[Path]) -> Iterator[tuple[Path, str, set, str]]:
     """``(path, key, stored windows, kind)`` per file, after deleting what changed files left behind."""
-    keys = {path: file_key(path) for path in files}
+    keys = {path: file_key(path) for path in files if path.is_file()}
     if run.store is None:
         for path in files:
-            yield path, keys[path], set(), "added"
+            yield path, keys.get(path, ""), set(), "added" if path in keys else "missing"
         return
     indexed = run.store.indexed_files()
-    changed = [str(p) for p in files if str(p) in indexed and indexed[str(p)] != keys[p]]
+    changed = [str(p) for p in keys if str(p) in indexed and indexed[str(p)] != keys[p]]
     run.store.drop_files(changed)
-    run.store.drop_stale_chips(keep={(str(p), keys[p]): None for p in files})
+    run.store.drop_stale_chips(keep={(str(p), key): None for p, key in keys.items()})
     stored = run.store.stored_windows()
     for path in files:
-        key = keys[path]
-        if indexed.get(str(path)) == key:
+        key = keys.get(path)
+        if key is None:
+            yield path, "", set(), "missing"
+        elif indexed.get(str(path)) == key:
             yield path, key, set(), "unchanged"
         elif str(path) in changed:
             yield path, key, set(), "updated"

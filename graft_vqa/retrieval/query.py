@@ -8,22 +8,19 @@ Chips without georeferencing have no footprint and never match a place filter.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import shapely
-from shapely.geometry import box as shapely_box
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from graft_vqa.config import EmbedConfig, apply_options
-from graft_vqa.core.aoi import as_geometry, geojson_crs, reproject
+from graft_vqa.core.aoi import aoi_from_user, reproject
 from graft_vqa.core.chips import WGS84
-from graft_vqa.core.errors import AOIError, ConfigError
+from graft_vqa.core.errors import ConfigError
 from graft_vqa.models import embedder_model_id, resolve_embedder
 from graft_vqa.retrieval.store import ChipStore, check_model
 
@@ -60,39 +57,19 @@ def hits_geojson(hits: Sequence[Hit], text: str = "") -> dict[str, Any]:
             "properties": {"query": text}}
 
 
-def place_filter(bbox: Sequence[float] | None = None, aoi: Any = None, aoi_crs: Any = None) -> BaseGeometry | None:
-    """The place as a geometry in EPSG:4326 (None: no filter). ``bbox`` is ``(minx, miny, maxx, maxy)``;
-    ``aoi`` a shapely geometry, a GeoJSON-like dict or a GeoJSON file; both in ``aoi_crs`` (default: a
-    dict's or file's ``crs`` member, else EPSG:4326).
+def place_filter(bbox: Any = None, aoi: Any = None, aoi_crs: Any = None) -> BaseGeometry | None:
+    """The place as a geometry in EPSG:4326 (None: no filter), read by :func:`graft_vqa.core.aoi.aoi_from_user`:
+    ``bbox`` is ``"MINX,MINY,MAXX,MAXY"`` or four numbers; ``aoi`` a vector file (GeoJSON, GeoPackage,
+    Shapefile), a GeoJSON-like dict or a shapely geometry; both in ``aoi_crs`` (default: a file's own
+    CRS, a dict's ``crs`` member, else EPSG:4326).
 
     Raises:
-        AOIError: both given, a bad bounding box, or an unusable geometry.
+        AOIError: both given, a bad bounding box, an unreadable file, or an unusable geometry.
     """
-    if bbox is not None and aoi is not None:
-        raise AOIError("give either a bounding box or an area of interest, not both")
-    if bbox is not None:
-        values = [float(v) for v in bbox]
-        if len(values) != 4 or not (values[0] < values[2] and values[1] < values[3]):
-            raise AOIError(f"a bounding box is MINX,MINY,MAXX,MAXY with MINX < MAXX and MINY < MAXY, got {bbox}")
-        geom = shapely_box(*values)
-    elif aoi is not None:
-        if isinstance(aoi, (str, os.PathLike)):
-            aoi = _read_geojson(Path(aoi))
-        if aoi_crs is None and isinstance(aoi, dict):
-            aoi_crs = geojson_crs(aoi)
-        geom = as_geometry(aoi)
-    else:
+    user = aoi_from_user(aoi, bbox, aoi_crs, raster_crs=WGS84)
+    if user is None:
         return None
-    return reproject(geom, aoi_crs or WGS84, WGS84)
-
-
-def _read_geojson(path: Path) -> dict:
-    if not path.expanduser().is_file():
-        raise AOIError(f"area of interest file {path} does not exist; check the path")
-    try:
-        return json.loads(path.expanduser().read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AOIError(f"cannot read {path} as GeoJSON ({exc})") from None
+    return reproject(user.geometry, user.crs or WGS84, WGS84)
 
 
 def _bbox_sql(place: BaseGeometry) -> str:
@@ -121,7 +98,7 @@ def search_store(store: ChipStore, vector: Any, top_k: int, place: BaseGeometry 
 
 
 def search(index: str | os.PathLike, text: str, top_k: int = 10, embedder: Any = None, *,
-           bbox: Sequence[float] | None = None, aoi: Any = None, aoi_crs: Any = None,
+           bbox: str | Sequence[float] | None = None, aoi: Any = None, aoi_crs: Any = None,
            config: EmbedConfig | None = None, **options: Any) -> list[Hit]:
     """The ``top_k`` chips of the index folder ``index`` that best match ``text``, best first.
 

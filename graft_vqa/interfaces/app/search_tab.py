@@ -51,18 +51,6 @@ def default_embedder_factory(config: EmbedConfig) -> EmbedderFactory:
     return factory
 
 
-def parse_bbox(text: str) -> tuple[float, float, float, float] | None:
-    """``"W,S,E,N"`` (degrees) as four floats; empty text: no box."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
-    if len(parts) != 4:
-        raise ValueError(f"a bounding box is four numbers W,S,E,N in degrees, got {text!r}")
-    west, south, east, north = (float(p) for p in parts)
-    return west, south, east, north
-
-
 def thumbnail(path: str, window: tuple[int, int, int, int]) -> np.ndarray:
     """The chip's RGB view, at most ``THUMBNAIL_SIDE`` pixels a side."""
     from graft_vqa.core.tiles import load_tile
@@ -94,7 +82,7 @@ def handle_search(index: str, text: str, top_k: float, bbox_text: str, state: Se
     if not text:
         return [], [], None, "Type what to look for, e.g. *a baseball field*.", state
     try:
-        box = parse_bbox(bbox_text)
+        box = (bbox_text or "").strip() or None  # W,S,E,N in degrees
         hits = search(index.strip(), text, int(top_k), backend.embedder(), bbox=box)
         gallery = [(thumbnail(h.path, h.window), f"{i}. {h.score:.3f} · {Path(h.path).name} {tuple(h.window)}")
                    for i, h in enumerate(hits, 1)]

@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 
-from graft_vqa.interfaces.cli.outputs import check_output, write_text
 from graft_vqa.interfaces.options import EMBED_GROUPS, add_config_options, embed_configs
 
 OUT_SUFFIXES = (".csv", ".tif", ".tiff")
@@ -30,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Classify; print the table (or JSON), or write it."""
     from graft_vqa.classification import classify, parse_labels
+    from graft_vqa.core.files import check_output_path, write_text
 
-    target = check_output(args.out, OUT_SUFFIXES, "--out") if args.out else None
+    target = check_output_path(args.out, OUT_SUFFIXES, "--out") if args.out else None
     labels = parse_labels(args.labels)  # bad labels fail before the model loads
     config, chips = embed_configs(args)
     result = classify(args.tile, labels, config=config, chips=chips)

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from graft_vqa.config import EmbedConfig
-from graft_vqa.interfaces.cli.outputs import bbox, check_output, write_json
 from graft_vqa.interfaces.options import add_config_options, embed_configs
 
 VECTOR_SUFFIXES = (".geojson", ".json")
@@ -22,10 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("text", help='what to look for, e.g. "a baseball field"')
     search.add_argument("--top", type=int, default=10, help="how many chips (default: %(default)s)")
     place = search.add_mutually_exclusive_group()
-    place.add_argument("--bbox", type=bbox, metavar="MINX,MINY,MAXX,MAXY",
-                       help="keep chips whose footprint meets this box (in --aoi-crs; write --bbox=-75,...)")
-    place.add_argument("--aoi", metavar="FILE", help="keep chips whose footprint meets this GeoJSON area")
-    search.add_argument("--aoi-crs", metavar="CRS", help="CRS of --bbox/--aoi (default: EPSG:4326)")
+    place.add_argument("--bbox", metavar="MINX,MINY,MAXX,MAXY",
+                       help="keep chips whose footprint meets this box (in --aoi-crs, default EPSG:4326)")
+    place.add_argument("--aoi", metavar="FILE",
+                       help="keep chips whose footprint meets this area: GeoJSON, GeoPackage or Shapefile")
+    search.add_argument("--aoi-crs", metavar="CRS",
+                        help="CRS of --bbox/--aoi (default: the file's own CRS; for --bbox, EPSG:4326)")
     out = search.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the hits as JSON")
     out.add_argument("--vector", metavar="OUT", help="write the hits' footprints as GeoJSON (EPSG:4326)")
@@ -35,16 +36,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Search; print the hits (a table, or JSON), or write them as vectors."""
+    from graft_vqa.core.files import check_output_path, write_json
     from graft_vqa.models import resolve_embedder
-    from graft_vqa.retrieval import hits_geojson, search
+    from graft_vqa.retrieval import hits_geojson, place_filter, search
     from graft_vqa.retrieval.store import read_meta
 
-    target = check_output(args.vector, VECTOR_SUFFIXES, "--vector") if args.vector else None
-    read_meta(Path(args.index).expanduser())  # a missing index fails before the model loads
+    target = check_output_path(args.vector, VECTOR_SUFFIXES, "--vector") if args.vector else None
+    place = place_filter(args.bbox, args.aoi, args.aoi_crs)  # a bad place fails before any work
+    read_meta(Path(args.index).expanduser())  # so does a missing index
     config, _ = embed_configs(args)
     embedder, warnings = resolve_embedder(None, config, images=False)
-    hits = search(args.index, args.text, args.top, embedder, bbox=args.bbox, aoi=args.aoi, aoi_crs=args.aoi_crs,
-                  config=config)
+    hits = search(args.index, args.text, args.top, embedder, aoi=place, aoi_crs="EPSG:4326", config=config)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if target is not None:

@@ -5,10 +5,8 @@ import argparse
 import json
 import sys
 
-from graft_vqa.interfaces.cli.outputs import check_output
 from graft_vqa.interfaces.options import add_config_options, engine_config
 
-VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".fgb")
 MASK_SUFFIXES = (".tif", ".tiff")
 
 
@@ -22,8 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     segment.add_argument("tile", help="GeoTIFF, COG, PNG or JPEG")
     segment.add_argument("text", help='what to segment, e.g. "water"')
     segment.add_argument("--out", required=True, metavar="MASK.tif", help="the GeoTIFF mask to write")
-    segment.add_argument("--vector", metavar="OUT",
-                         help="also write the instances as vectors: GeoPackage (.gpkg), GeoJSON or FlatGeobuf (.fgb)")
+    segment.add_argument("--vector", metavar="OUT", help="also write the instances as vectors: GeoPackage (.gpkg), "
+                                                         "GeoJSON (.geojson), FlatGeobuf (.fgb) or Shapefile (.shp)")
+    area = segment.add_argument_group("area of interest")
+    area.add_argument("--aoi", metavar="FILE", help="segment inside this area: GeoJSON, GeoPackage or Shapefile")
+    area.add_argument("--bbox", metavar="MINX,MINY,MAXX,MAXY",
+                      help="segment inside this box (in the raster's CRS unless --aoi-crs)")
+    area.add_argument("--aoi-crs", metavar="CRS", help="CRS of --aoi/--bbox (default: the file's own; for --bbox, "
+                                                       "the raster's)")
     segment.add_argument("--method", default="find", choices=["find", "sam-point", "threshold"],
                          help="find: the engine's pipeline (default); sam-point: the GRAFT paper's one SAM prompt; "
                               "threshold: the cut score map, no SAM")
@@ -34,11 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Segment; write the mask (and vectors); print the area."""
+    from graft_vqa.core.aoi import aoi_from_user
+    from graft_vqa.core.files import check_output_path
+    from graft_vqa.core.vectors import VECTOR_FORMATS
     from graft_vqa.segmentation import segment
 
-    out = check_output(args.out, MASK_SUFFIXES, "--out")
-    vector = check_output(args.vector, VECTOR_SUFFIXES, "--vector") if args.vector else None
-    result = segment(args.tile, args.text, method=args.method, config=engine_config(args))
+    out = check_output_path(args.out, MASK_SUFFIXES, "--out")
+    vector = check_output_path(args.vector, VECTOR_FORMATS, "--vector") if args.vector else None
+    aoi = aoi_from_user(args.aoi, args.bbox, args.aoi_crs)
+    place = aoi.ask_options() if aoi is not None else {}
+    result = segment(args.tile, args.text, method=args.method, config=engine_config(args), **place)
     result.to_geotiff(out)
     answer = result.answer()
     if vector is not None:
