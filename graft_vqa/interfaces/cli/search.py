@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     read_meta(Path(args.index).expanduser())  # so does a missing index
     config, _ = embed_configs(args)
     embedder, warnings = resolve_embedder(None, config, images=False)
-    hits = search(args.index, args.text, args.top, embedder, aoi=place, aoi_crs="EPSG:4326", config=config)
+    hits = search(args.index, args.text, args.top, embedder, aoi=place, aoi_crs="EPSG:4326" if place else None,
+                  config=config)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if target is not None:
