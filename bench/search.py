@@ -8,8 +8,9 @@
 2. **Search latency and recall.** ``--rows`` (1,000,000) synthetic 512-d unit embeddings are stored in a
    real index (the ``ChipStore``) and its IVF index is built as ``build_index`` builds it; ``--queries``
    queries are timed through ``search_store`` (the store query and the hits, as ``graft_vqa.search``
-   runs it after embedding the text), and their top 10 compared with exact search (numpy). Goal:
-   p50 <= 20 ms and recall@10 >= 0.95.
+   runs it after embedding the text) twice: just after opening the index (its files still cold) and
+   again (warm, as a long-running server sees it); their top 10 are compared with exact search (numpy).
+   Goal: p50 <= 20 ms and recall@10 >= 0.95.
 
 The synthetic embeddings are clustered as real image embeddings are (not uniform on the sphere, where no
 index can beat a flat scan): ``--clusters`` random unit centres, each row a centre plus Gaussian noise
@@ -143,7 +144,7 @@ def exact_top10(vectors: np.ndarray, queries: np.ndarray, chunk: int = 100_000) 
 
 def search_bench(rows: int, n_queries: int, clusters: int) -> None:
     from graft_vqa.retrieval.query import search_store
-    from graft_vqa.retrieval.store import ANN_NPROBES
+    from graft_vqa.retrieval.store import ANN_NPROBES, ChipStore
 
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((clusters, DIM), dtype=np.float32)
@@ -159,19 +160,19 @@ def search_bench(rows: int, n_queries: int, clusters: int) -> None:
         t2 = time.perf_counter()
         print(f"{rows:,} x {DIM} embeddings: stored in {t1 - t0:.1f} s, IVF index built in {t2 - t1:.1f} s")
         truth = exact_top10(vectors, queries)
-        search_store(store, queries[0], 10)  # warm-up (opens the index files)
-        latencies, recalls = [], []
-        for q, expected in zip(queries, truth):
-            start = time.perf_counter()
-            hits = search_store(store, q, 10)
-            latencies.append(time.perf_counter() - start)
-            got = {int(Path(h.path).stem) for h in hits}
-            recalls.append(len(got & set(expected.tolist())) / 10)
-        lat = np.array(latencies) * 1000
-        exact_ms = _exact_ms(vectors, queries[:20])
-        print(f"search top 10 over {rows:,} chips ({n_queries} queries, nprobes {ANN_NPROBES}): p50 {np.median(lat):.1f} ms, "
-              f"p95 {np.percentile(lat, 95):.1f} ms; recall@10 vs exact {np.mean(recalls):.3f} (goal p50 <= 20 ms, "
-              f"recall >= 0.95); exact numpy scan {exact_ms:.0f} ms/query")
+        store = ChipStore.open(work / "idx")  # as a search opens it
+        for name in ("first pass (index just opened)", "second pass (warm, as a server runs)"):
+            latencies, recalls = [], []
+            for q, expected in zip(queries, truth):
+                start = time.perf_counter()
+                hits = search_store(store, q, 10)
+                latencies.append(time.perf_counter() - start)
+                recalls.append(len({int(Path(h.path).stem) for h in hits} & set(expected.tolist())) / 10)
+            lat = np.array(latencies) * 1000
+            print(f"search top 10 over {rows:,} chips, {name}: {n_queries} queries, nprobes {ANN_NPROBES}: "
+                  f"p50 {np.median(lat):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms; recall@10 vs exact "
+                  f"{np.mean(recalls):.3f} (goal p50 <= 20 ms, recall >= 0.95)")
+        print(f"exact numpy scan: {_exact_ms(vectors, queries[:20]):.0f} ms/query")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -125,7 +125,7 @@ def _row(path: str, key: str, window: tuple[int, int, int, int], geom: Any, crs:
          date: str | None) -> dict[str, Any]:
     row, col, height, width = window
     out: dict[str, Any] = {"path": path, "file_key": key, "row_off": row, "col_off": col, "height": height,
-                           "width": width, "crs": crs, "date": date, "footprint": None,
+                           "width": width, "crs": crs, "date": date, "footprint": None,  # WKB, in meta
                            "minx": None, "miny": None, "maxx": None, "maxy": None}
     if geom is not None:
         out["minx"], out["miny"], out["maxx"], out["maxy"] = (float(v) for v in geom.bounds)
