@@ -81,6 +81,14 @@ def encode_images(model: torch.nn.Module, images: Iterable[np.ndarray], *, size:
     return torch.cat(out)
 
 
+def label_probabilities(image_emb: np.ndarray | torch.Tensor, text_emb: np.ndarray | torch.Tensor,
+                        logit_scale: float) -> np.ndarray:
+    """CLIP-style zero-shot probabilities ``(N, L)``: softmax over labels of ``logit_scale`` times the
+    cosines of ``N`` L2-normalised image embeddings with ``L`` L2-normalised label embeddings."""
+    logits = logit_scale * (torch.as_tensor(image_emb).double() @ torch.as_tensor(text_emb).double().T)
+    return torch.softmax(logits, dim=1).numpy()
+
+
 @dataclass
 class ZeroShotResult:
     """Outcome of a zero-shot classification."""

@@ -16,6 +16,7 @@ from graft_vqa.core.errors import ConfigError
 # Names of graft_models.GRAFT_MODELS, without importing torch (tests check that they agree).
 GRAFT_MODEL_NAMES: tuple[str, ...] = ("graft-vitb16", "graft-tiny")
 SAM_MODELS: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
+DEFAULT_CHIP = 224  # chip side for rasters larger than ChipConfig.whole_max (GRAFT's input)
 UNTRAINED_SEED = 0  # seed of the random weights that allow_untrained builds: untrained runs repeat exactly
 THRESHOLD_MODES: tuple[str, ...] = ("absolute", "relative", "contrast")
 REFINE_MODES: tuple[str, ...] = ("sam", "none")
@@ -156,6 +157,65 @@ class EngineConfig:
         return flat
 
 
+@dataclass
+class EmbedConfig:
+    """The image-level GRAFT model and text tower behind search and classification (the default embedder)."""
+
+    graft_model: str = setting("graft-vitb16", "GRAFT architecture (graft-tiny for tests)", choices=GRAFT_MODEL_NAMES)
+    graft_weights: str = setting(
+        "graft-naip", "which image-level GRAFT checkpoint to look for: graft-naip for aerial imagery around 1 m, "
+        "graft-sentinel for 10 m satellite tiles")
+    graft_checkpoint: str | None = setting(None, "explicit GRAFT checkpoint file (else found by graft_weights)",
+                                           metavar="PATH")
+    text_model: str | None = setting(None, "text tower; None: the one that goes with graft_model "
+                                           "(clip-vitb16, or clip-tiny for graft-tiny)", cli=False)
+    clip_checkpoint: str | None = setting(None, "explicit CLIP ViT-B/16 weights file", metavar="PATH")
+    text_template: str = setting("raw", "prompt template for texts: raw (official demo) or ensemble",
+                                 choices=("raw", "ensemble"))
+    allow_untrained: bool = setting(False, "random weights (seeded) where none are found; results are not meaningful")
+    trust_checkpoint: bool = setting(False, "allow unpickling non-tensor objects in checkpoints you trust")
+    device: str = setting("cpu", "torch device for the models")
+    batch_size: int = setting(16, "chips per forward pass of the image model")
+
+    def resolved_text_model(self) -> str:
+        """The text tower: ``text_model``, else the one that goes with ``graft_model``."""
+        if self.text_model:
+            return self.text_model
+        return "clip-tiny" if self.graft_model == "graft-tiny" else "clip-vitb16"
+
+
+@dataclass
+class ChipConfig:
+    """How rasters are cut into the chips that are embedded (search) or classified."""
+
+    chip: int | None = setting(None, "cut every raster into chips of this many pixels a side; default: rasters up to "
+                                     "whole_max pixels a side are one chip, larger ones are cut into 224-pixel chips",
+                               metavar="PIXELS")
+    chip_overlap: int = setting(0, "pixels shared by neighbouring chips", metavar="PIXELS")
+    whole_max: int = setting(512, "without chip: rasters up to this many pixels a side are embedded whole (resized "
+                                  "to the model input)", metavar="PIXELS")
+
+    def __post_init__(self) -> None:
+        if self.chip is not None and self.chip < 16:
+            raise ConfigError(f"chip must be at least 16 pixels (one model patch), got {self.chip}")
+        if self.chip_overlap < 0 or self.chip_overlap >= (self.chip or DEFAULT_CHIP):
+            raise ConfigError(f"chip_overlap must be between 0 and the chip size minus 1, got {self.chip_overlap}")
+
+
 def cli_fields(cls: type) -> list[dataclasses.Field]:
     """The fields of a config dataclass that the command line exposes, in declaration order."""
     return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", False)]
+
+
+def apply_options(options: dict[str, Any], *configs: Any) -> tuple[Any, ...]:
+    """Each config dataclass in ``configs`` with the flat ``options`` that name its fields applied.
+
+    Raises:
+        ConfigError: an option that names no field of any of them (the message lists the known ones).
+    """
+    names = [{f.name for f in dataclasses.fields(c)} for c in configs]
+    unknown = sorted(set(options) - set().union(*names))
+    if unknown:
+        known = ", ".join(sorted(set().union(*names)))
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {known}")
+    return tuple(dataclasses.replace(c, **{k: v for k, v in options.items() if k in n}) for c, n in zip(configs, names))

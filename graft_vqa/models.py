@@ -1,10 +1,12 @@
-"""Building the engine's default scorer and SAM refiner from the weights registry.
+"""Building the default scorer, SAM refiner and embedder from the weights registry.
 
-Called lazily by :class:`~graft_vqa.engine.Engine` on first use, never at import. Each builder
-returns the model and a list of warnings to attach to every answer (untrained weights, no SAM).
+Called lazily (by :class:`~graft_vqa.engine.Engine`, search and classification) on first use, never at
+import. Each builder returns the model and a list of warnings to attach to every result (untrained
+weights, no SAM).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,8 +14,8 @@ from typing import Any, Iterator
 
 from graft_vqa import weights
 from graft_vqa.answer import UNTRAINED_MARK
-from graft_vqa.config import UNTRAINED_SEED, EngineConfig
-from graft_vqa.core.errors import WeightsNotFoundError
+from graft_vqa.config import UNTRAINED_SEED, EmbedConfig, EngineConfig
+from graft_vqa.core.errors import ConfigError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ def _seeded() -> Iterator[None]:
         yield
 
 
-def _graft_model(config: EngineConfig) -> tuple[Any, str, list[str]]:
+def _graft_model(config: EngineConfig | EmbedConfig) -> tuple[Any, str, list[str]]:
     """The configured GRAFT architecture with the found checkpoint (a mismatch is a CheckpointError),
     the id of its weights (for caches of its features) and the warnings."""
     from graft_models import build_graft
@@ -57,7 +59,7 @@ def _graft_model(config: EngineConfig) -> tuple[Any, str, list[str]]:
     return model, f"{config.graft_model}:{weights.file_id(path)}", []
 
 
-def _text_encoder(config: EngineConfig) -> tuple[Any, list[str]]:
+def _text_encoder(config: EngineConfig | EmbedConfig) -> tuple[Any, list[str]]:
     """The text tower: CLIP ViT-B/16 weights from the registry; other towers (clip-tiny) have no
     published weights, so they need ``clip_checkpoint`` or run untrained with ``allow_untrained``."""
     from graft_models import build_text_encoder
@@ -156,3 +158,62 @@ def missing_weights(config: EngineConfig) -> dict[str, str]:
         if found is None:
             missing[role] = name
     return missing
+
+
+FINGERPRINT_BYTES = 1 << 20  # bytes read from each end of a weights file for its fingerprint
+
+
+def _fingerprint(path: Path) -> str:
+    """Size and a BLAKE2b digest of the first and last MiB: the same for two copies of one checkpoint
+    (on any machine, at any path), different for another checkpoint; cheap for large files."""
+    size = path.stat().st_size
+    digest = hashlib.blake2b(str(size).encode(), digest_size=8)
+    with open(path, "rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        if size > FINGERPRINT_BYTES:
+            f.seek(max(size - FINGERPRINT_BYTES, FINGERPRINT_BYTES))
+            digest.update(f.read())
+    return f"{size}:{digest.hexdigest()}"
+
+
+def embedder_id(config: EmbedConfig) -> str:
+    """What identifies the default embedder's image embeddings: the GRAFT architecture, the weights name and
+    a fingerprint of the file (``untrained-seed0`` for seeded random weights). An index records it."""
+    try:
+        path = weights.resolve(config.graft_weights, config.graft_checkpoint)
+    except WeightsNotFoundError:
+        if not config.allow_untrained:
+            raise
+        return f"{config.graft_model}:untrained-seed{UNTRAINED_SEED}"
+    return f"{config.graft_model}:{config.graft_weights}:{_fingerprint(Path(path))}"
+
+
+def build_default_embedder(config: EmbedConfig, *, images: bool = True) -> tuple[Any, list[str]]:
+    """The image-level GRAFT model + CLIP text tower as an :class:`~graft_vqa.perception.embedder.GraftEmbedder`;
+    ``images=False`` leaves the image model out (a search embeds only its text)."""
+    from graft_vqa.perception.embedder import GraftEmbedder
+
+    model, _, warnings = _graft_model(config) if images else (None, None, [])
+    text, text_warnings = _text_encoder(config)
+    model = model.to(config.device).eval() if model is not None else None
+    embedder = GraftEmbedder(model, text, template=config.text_template, batch_size=config.batch_size,
+                             model_id=embedder_id(config))
+    return embedder, warnings + text_warnings
+
+
+def resolve_embedder(embedder: Any, config: EmbedConfig, *, images: bool = True) -> tuple[Any, list[str]]:
+    """``embedder`` checked against the Embedder protocol, or the default one built from ``config`` (without
+    its image model when ``images`` is False)."""
+    if embedder is None:
+        return build_default_embedder(config, images=images)
+    for method in ("embed_images", "embed_texts"):
+        if not callable(getattr(embedder, method, None)):
+            raise ConfigError(f"the embedder {type(embedder).__name__} has no {method}() method; an embedder needs "
+                              "embed_images(tiles) -> (N, D) and embed_texts(texts) -> (M, D), L2-normalised")
+    return embedder, []
+
+
+def embedder_model_id(embedder: Any) -> str:
+    """What an index records about ``embedder``: its ``model_id``, else its class's qualified name."""
+    model_id = getattr(embedder, "model_id", None)
+    return str(model_id) if model_id else f"custom:{type(embedder).__module__}.{type(embedder).__qualname__}"

@@ -20,18 +20,19 @@ def test_main_passes_options_to_the_app_and_server(monkeypatch):
     built = {}
     real_build = blocks.build_app
 
-    def spy_build(factory, options):
-        built["options"], built["factory"] = options, factory
-        return real_build(factory, options)
+    def spy_build(factory, options, embedder_factory=None):
+        built["options"], built["factory"], built["embedder_factory"] = options, factory, embedder_factory
+        return real_build(factory, options, embedder_factory=embedder_factory)
 
     monkeypatch.setattr(blocks, "launch", fake_launch)
     monkeypatch.setattr(blocks, "build_app", spy_build)
     status = main(["--host", "0.0.0.0", "--port", "8123", "--max-upload-mb", "5", "--threshold", "0.2",
-                   "--refine", "none", "--graft-model", "graft-tiny", "--allow-untrained"])
+                   "--refine", "none", "--graft-model", "graft-tiny", "--allow-untrained", "--index", "/data/idx"])
     assert status == 0
     assert seen["kwargs"] == {"host": "0.0.0.0", "port": 8123, "share": False, "max_upload_mb": 5.0}
     options = built["options"]
     assert options.max_upload_mb == 5.0 and options.settings.threshold == 0.2 and options.settings.refine == "none"
+    assert options.index == "/data/idx" and callable(built["embedder_factory"])
     assert type(seen["app"]).__name__ == "Blocks"
     engine = built["factory"](options.settings)  # models load lazily: nothing heavy happens here
     assert engine.config.graft_model == "graft-tiny" and engine.config.allow_untrained

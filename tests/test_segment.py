@@ -7,7 +7,7 @@ import rasterio
 from PIL import Image
 
 from graft_vqa.config import FindConfig
-from graft_vqa.core.errors import DatasetNotFoundError, GraftVQAError
+from graft_vqa.core.errors import DatasetNotFoundError, GraftVQAError, WeightsNotFoundError
 from graft_vqa.perception.sam import SamMasks
 from graft_vqa.segmentation import evaluate_miou, segment
 
@@ -37,6 +37,9 @@ class RecordingRefiner:
         self.points.append(points.tolist())
         return self.out
 
+    def refine(self, tile, instances, *, box_prompt=False, valid=None):
+        raise AssertionError("the sam-point recipe prompts SAM itself")
+
 
 def test_threshold_segmentation_on_a_utm_tile(shared_data):
     path = shared_data / "tiles" / "rgbn_5m_utm18n.tif"
@@ -61,7 +64,8 @@ def test_sam_point_prompt_is_the_best_patch_centre(shared_data):
     a[0:5, 0:5] = True
     b[100:140, 50:90] = True
     refiner = RecordingRefiner(np.stack([a, b, a]), [0.2, 0.7, 0.1])
-    res = segment(path, "tree", scorer=RectScorer(100, 140, 50, 90, peak=(123, 70)), refiner=refiner)
+    res = segment(path, "tree", scorer=RectScorer(100, 140, 50, 90, peak=(123, 70)), refiner=refiner,
+                  method="sam-point")
     assert refiner.points == [[[64 + 8, 112 + 8]]]  # peak (row 123, col 70) lies in the patch at (112, 64)
     assert res.point == (72, 120) and res.method == "sam-point"
     from graft_vqa.core.tiles import load_tile
@@ -71,9 +75,11 @@ def test_sam_point_prompt_is_the_best_patch_centre(shared_data):
 def test_segment_errors(shared_data):
     path = shared_data / "tiles" / "neon_osbs_029_10cm.tif"
     with pytest.raises(GraftVQAError, match="refiner"):
-        segment(path, "tree", scorer=RectScorer(0, 5, 0, 5))
-    with pytest.raises(GraftVQAError, match="scorer"):
-        segment(path, "tree", scorer=None)
+        segment(path, "tree", scorer=RectScorer(0, 5, 0, 5), method="sam-point", refine="none")
+    with pytest.raises(WeightsNotFoundError, match="allow_untrained"):  # no scorer: the default needs weights
+        segment(path, "tree", scorer=None, refine="none")
+    with pytest.raises(GraftVQAError, match="unknown segmentation method"):
+        segment(path, "tree", scorer=RectScorer(0, 5, 0, 5), method="magic")
     with pytest.raises(DatasetNotFoundError, match="images/ and masks/"):
         evaluate_miou(path.parent, ["tree"], scorer=RectScorer(0, 5, 0, 5))
 

@@ -92,3 +92,16 @@ class DatasetNotFoundError(GraftVQAError, FileNotFoundError):
 class DistributedError(GraftVQAError):
     """Work could not run on a Ray cluster (extra not installed, no cluster at the address, every
     worker lost, workers that disagree with this process); the message says what to do."""
+
+
+# --- search indexes ----------------------------------------------------------------------------
+class SearchIndexError(GraftVQAError):
+    """A search index cannot be used: missing, not an index, or built in another embedding space."""
+
+
+class IndexNotFoundError(SearchIndexError, FileNotFoundError):
+    """No search index at the given folder; the message says how to build one."""
+
+
+class EmbedderMismatchError(SearchIndexError):
+    """The index was built with other weights than the query's embedder; the message names both."""

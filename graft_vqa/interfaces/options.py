@@ -1,7 +1,10 @@
-"""Engine options for every interface (``graft-vqa ask``, ``eval``, ``app``), generated from the config.
+"""Options for every interface (``graft-vqa ask``, ``eval``, ``app``, ``segment``, ``index``, ``search``,
+``classify``), generated from the config dataclasses.
 
 Each CLI-exposed field of :class:`~graft_vqa.config.EngineConfig` and
-:class:`~graft_vqa.config.FindConfig` becomes ``--field-name`` with the field's help and default;
+:class:`~graft_vqa.config.FindConfig` (the engine), or of :class:`~graft_vqa.config.EmbedConfig` and
+:class:`~graft_vqa.config.ChipConfig` (search and classification), becomes ``--field-name`` with the
+field's help and default;
 options the user did not pass are not set, so the dataclass stays the one source of defaults and
 :func:`given_options` tells what the user chose (eval uses it to pick weights per benchmark).
 """
@@ -15,12 +18,16 @@ import typing
 from typing import Any, Literal, get_args, get_origin
 
 from graft_vqa import weights
-from graft_vqa.config import EngineConfig, FindConfig, SceneConfig, cli_fields
+from graft_vqa.config import (
+    ChipConfig, EmbedConfig, EngineConfig, FindConfig, SceneConfig, apply_options, cli_fields,
+)
 from graft_vqa.core.errors import ConfigError
 
 PLANNERS = ("rules", "openai")
 _GROUPS = ((EngineConfig, "models, weights and sandbox"), (FindConfig, "find"),
            (SceneConfig, "scenes (rasters above --scene-pixels)"))
+EMBED_GROUPS = ((EmbedConfig, "image-level model and weights"), (ChipConfig, "chips"))
+Groups = tuple[tuple[type, str], ...]
 
 
 def positive_float(text: str) -> float:
@@ -79,12 +86,17 @@ def _add_field(group: argparse._ArgumentGroup, cls: type, f: dataclasses.Field) 
     group.add_argument(flag(f.name), help=text + shown, **kwargs)
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """The engine settings and the planner options, shared by ``ask``, ``eval`` and ``app``."""
-    for cls, title in _GROUPS:
+def add_config_options(parser: argparse.ArgumentParser, groups: Groups = _GROUPS) -> None:
+    """One option per CLI field of each config class in ``groups``, one argument group per class."""
+    for cls, title in groups:
         group = parser.add_argument_group(title)
         for f in cli_fields(cls):
             _add_field(group, cls, f)
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """The engine settings and the planner options, shared by ``ask``, ``eval`` and ``app``."""
+    add_config_options(parser, _GROUPS)
     plan = parser.add_argument_group("planner")
     plan.add_argument("--planner", default="rules", choices=list(PLANNERS),
                       help="offline rule planner or an OpenAI-compatible LLM (default: %(default)s)")
@@ -100,9 +112,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                            "CPU (default: %(default)s)")
 
 
-def given_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The engine settings the user passed (flat field names), nothing else."""
-    names = {f.name for cls, _ in _GROUPS for f in cli_fields(cls)}
+def given_options(args: argparse.Namespace, groups: Groups = _GROUPS) -> dict[str, Any]:
+    """The settings of ``groups`` (default: the engine's) the user passed (flat field names), nothing else."""
+    names = {f.name for cls, _ in groups for f in cli_fields(cls)}
     return {k: v for k, v in vars(args).items() if k in names}
 
 
@@ -110,6 +122,11 @@ def engine_config(args: argparse.Namespace, **overrides: Any) -> EngineConfig:
     """An :class:`EngineConfig` from the parsed options (defaults from the dataclasses), plus ``overrides``."""
     options = {"cache_dir": str(weights.home() / "programs"), **given_options(args), **overrides}
     return EngineConfig.from_options(**options)
+
+
+def embed_configs(args: argparse.Namespace) -> tuple[EmbedConfig, ChipConfig]:
+    """The :class:`EmbedConfig` and :class:`ChipConfig` of the parsed options (defaults from the dataclasses)."""
+    return apply_options(given_options(args, EMBED_GROUPS), EmbedConfig(), ChipConfig())
 
 
 def make_planner(args: argparse.Namespace) -> Any:

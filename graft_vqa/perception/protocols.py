@@ -2,11 +2,12 @@
 
 - :class:`Scorer`: text queries -> per-pixel score maps (the GRAFT scorer, or synthetic maps in tests);
 - :class:`ImageScorer`: a whole tile against a list of texts (``best_text_match``);
-- :class:`Refiner`: SAM refinement of ``find``'s components.
+- :class:`Refiner`: SAM refinement of ``find``'s components;
+- :class:`Embedder`: tiles and texts -> one embedding each, in one space (search and classification).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:  # annotations only: the engine imports these protocols at start-up, before numpy is needed
     import numpy as np
@@ -83,4 +84,22 @@ class FeatureScorer(Protocol):
 
     def text_embeddings(self, texts: list[str]) -> Any:  # pragma: no cover - protocol
         """(len(texts), D) L2-normalised text embeddings."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Image-level embeddings of tiles and texts in one space: rows L2-normalised, so a dot product is a cosine.
+
+    ``tiles`` are :class:`graft_vqa.core.tiles.Tile` objects (whole files or chips cut from a raster).
+    An embedder may also offer ``model_id: str`` (what an index records: another id is another space) and
+    ``logit_scale: float`` (the softmax scale of classification; CLIP's 100 when absent).
+    """
+
+    def embed_images(self, tiles: Sequence[Any]) -> np.ndarray:  # pragma: no cover - protocol
+        """(len(tiles), D) float32."""
+        ...
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - protocol
+        """(len(texts), D) float32."""
         ...

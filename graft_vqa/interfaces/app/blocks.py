@@ -12,6 +12,8 @@ from typing import Any
 from graft_vqa.config import EngineConfig
 from graft_vqa.interfaces.app.handlers import handle_answer, handle_ask, handle_upload
 from graft_vqa.interfaces.app.banner import sam_found, weights_banner
+from graft_vqa.interfaces.app.search_tab import EmbedderFactory, SearchBackend, build_search_tab
+from graft_vqa.interfaces.app.segment_panel import build_segment_panel, handle_segment
 from graft_vqa.interfaces.app.session import (EngineFactory, EnginePool, SessionState, UISettings,
                                               default_engine_factory, delete_session)
 
@@ -40,6 +42,7 @@ class AppOptions:
     workdir_root: str | None = None  # where sessions write overlays and GeoJSON (None: system temp folder)
     engine: EngineConfig | None = None  # the engine settings the app serves: the weights banner and the SAM
     # box follow from them (None: an injected engine factory brings its own models, so no banner)
+    index: str | None = None  # the search index the Search tab opens with (graft-vqa app --index)
 
 
 def _settings(planner: str, base_url: str, model: str, api_key: str, threshold: float, refine_with_sam: bool,
@@ -71,12 +74,14 @@ def _settings_panel(gr: Any, s: UISettings, sam: bool | None = None) -> list[Any
     return [planner, base_url, model, api_key, threshold, refine, gsd, thresholds]
 
 
-def build_app(engine_factory: EngineFactory | None = None, options: AppOptions | None = None) -> Any:
+def build_app(engine_factory: EngineFactory | None = None, options: AppOptions | None = None,
+              embedder_factory: EmbedderFactory | None = None) -> Any:
     """The app as a ``gr.Blocks`` (not launched).
 
     Args:
         engine_factory: ``UISettings -> engine``; ``None`` builds real engines with default config.
         options: limits, initial settings and examples.
+        embedder_factory: ``() -> embedder`` for the Search tab; ``None`` builds the image-level GRAFT one.
     """
     import gradio as gr
 
@@ -108,36 +113,53 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
         return (*handle_answer(pending, state, history, settings, pool, progress, options.workdir_root),
                 gr.update(interactive=True))
 
+    def on_segment(text: str, state: Any, history: Any, *values: Any) -> tuple[Any, ...]:
+        try:
+            settings = _settings(*values)
+        except (TypeError, ValueError) as exc:
+            log.info("bad settings: %s", exc)
+            settings = options.settings
+        history, files, state = handle_segment(text, state, history, settings, pool, options.workdir_root)
+        return history, files, state
+
     with gr.Blocks(title=options.title) as app:
         state = gr.State(None, time_to_live=options.session_ttl_s, delete_callback=delete_session)
         pending = gr.State("")  # the question on its way from the box to the answer
-        gr.Markdown(f"## {options.title}\nUpload a tile, then ask about it. Every answer shows its detections, "
-                    "the program that computed it and a GeoJSON download.")
+        gr.Markdown(f"## {options.title}\nUpload a tile, then ask about it or segment a text prompt. Every answer "
+                    "shows its detections, the program that computed it and a GeoJSON download. The Search tab "
+                    "finds chips of an indexed collection by text.")
         gr.Markdown(banner, elem_id="weights-banner", visible=bool(banner), container=True, padding=True)
-        with gr.Row():
-            with gr.Column(scale=2):
-                upload = gr.File(label="Tile (GeoTIFF, PNG or JPEG)", file_types=TILE_TYPES, type="filepath",
-                                 elem_id="tile-upload")
-                preview = gr.Image(label="Tile (RGB)", interactive=False, elem_id="tile-preview", format="png",
-                                   buttons=[])
-                info = gr.Markdown("No tile loaded.", elem_id="tile-info")
-                settings = _settings_panel(gr, options.settings, sam_found(options.engine))
-            with gr.Column(scale=3):
-                chat = gr.Chatbot(label="Chat", elem_id="chat", height=640)
-                with gr.Row():
-                    question = gr.Textbox(placeholder="How many buildings are there?", show_label=False,
-                                          elem_id="question", scale=5, submit_btn=False)
-                    ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
-                gr.Examples(examples=[[q] for q in options.examples], inputs=[question], label="Example questions")
-                geojson = gr.File(label="Latest detections (GeoJSON)", interactive=False, elem_id="geojson")
-        upload.upload(on_upload, [upload, state, chat], [state, preview, info, chat, upload])
-        upload.clear(on_upload, [upload, state, chat], [state, preview, info, chat, upload])
-        # the question shows at once; then one progress bar, over the chat, through the real steps
-        for trigger in (ask.click, question.submit):
-            trigger(on_ask, [question, state, chat], [chat, question, pending, state, ask], show_progress="hidden",
-                    queue=False).then(
-                on_answer, [pending, state, chat, *settings], [chat, geojson, state, ask], show_progress="full",
-                show_progress_on=[chat])
+        with gr.Tab("Ask", elem_id="ask-tab"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    upload = gr.File(label="Tile (GeoTIFF, PNG or JPEG)", file_types=TILE_TYPES, type="filepath",
+                                     elem_id="tile-upload")
+                    preview = gr.Image(label="Tile (RGB)", interactive=False, elem_id="tile-preview", format="png",
+                                       buttons=[])
+                    info = gr.Markdown("No tile loaded.", elem_id="tile-info")
+                    settings = _settings_panel(gr, options.settings, sam_found(options.engine))
+                    segment_text, segment_button, segment_files = build_segment_panel(gr)
+                with gr.Column(scale=3):
+                    chat = gr.Chatbot(label="Chat", elem_id="chat", height=640)
+                    with gr.Row():
+                        question = gr.Textbox(placeholder="How many buildings are there?", show_label=False,
+                                              elem_id="question", scale=5, submit_btn=False)
+                        ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
+                    gr.Examples(examples=[[q] for q in options.examples], inputs=[question],
+                                label="Example questions")
+                    geojson = gr.File(label="Latest detections (GeoJSON)", interactive=False, elem_id="geojson")
+            upload.upload(on_upload, [upload, state, chat], [state, preview, info, chat, upload])
+            upload.clear(on_upload, [upload, state, chat], [state, preview, info, chat, upload])
+            # the question shows at once; then one progress bar, over the chat, through the real steps
+            for trigger in (ask.click, question.submit):
+                trigger(on_ask, [question, state, chat], [chat, question, pending, state, ask], show_progress="hidden",
+                        queue=False).then(
+                    on_answer, [pending, state, chat, *settings], [chat, geojson, state, ask], show_progress="full",
+                    show_progress_on=[chat])
+            segment_inputs = [segment_text, state, chat, *settings]
+            segment_button.click(on_segment, segment_inputs, [chat, segment_files, state])
+            segment_text.submit(on_segment, segment_inputs, [chat, segment_files, state])
+        build_search_tab(gr, state, SearchBackend(embedder_factory), options.index, options.workdir_root)
     app.queue(default_concurrency_limit=4)
     return app
 

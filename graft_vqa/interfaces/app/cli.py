@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
+from graft_vqa.config import EmbedConfig, EngineConfig
 from graft_vqa.core.errors import ThresholdsError
 from graft_vqa.interfaces.advice import install_cli_logging
 from graft_vqa.interfaces.app.session import UISettings
@@ -24,8 +25,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest tile upload accepted, in MB (default: %(default)s)")
     server.add_argument("--api-key", default="", help="API key for the OpenAI-compatible planner")
     server.add_argument("--verbose", action="store_true", help="log at DEBUG level")
+    server.add_argument("--index", metavar="INDEX", help="the search index the Search tab opens with "
+                                                          "(built with `graft-vqa index`)")
     add_engine_options(parser)
     return parser
+
+
+def search_embedder_factory(config: EngineConfig) -> Any:
+    """The Search tab's embedder: the image-level GRAFT weights of ``EmbedConfig`` (graft-naip by default) with
+    the engine's architecture, text tower and trust settings (the text side only is loaded)."""
+    from graft_vqa.interfaces.app.search_tab import default_embedder_factory
+
+    embed = EmbedConfig(graft_model=config.graft_model, clip_checkpoint=config.clip_checkpoint,
+                        text_model=config.text_model, text_template=config.text_template,
+                        allow_untrained=config.allow_untrained, trust_checkpoint=config.trust_checkpoint,
+                        device=config.device)
+    return default_embedder_factory(embed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = UISettings(planner=args.planner, base_url=args.base_url or "", model=args.model or "",
                           api_key=args.api_key, threshold=config.find.threshold,
                           refine=config.find.refine, gsd_m=config.gsd_m, thresholds=config.find.thresholds or "")
-    options = AppOptions(max_upload_mb=args.max_upload_mb, settings=settings, engine=config)
-    app = build_app(default_engine_factory(config), options)
+    options = AppOptions(max_upload_mb=args.max_upload_mb, settings=settings, engine=config, index=args.index)
+    app = build_app(default_engine_factory(config), options, embedder_factory=search_embedder_factory(config))
     launch(app, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb)
     return 0

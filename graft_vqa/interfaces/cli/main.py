@@ -13,13 +13,17 @@ from graft_vqa import __version__
 from graft_vqa.core.errors import GraftVQAError
 from graft_vqa.interfaces.advice import for_cli, install_cli_logging
 from graft_vqa.core.text import clean_text
-from graft_vqa.interfaces.cli import ask, calibrate, weights
+from graft_vqa.interfaces.cli import ask, calibrate, classify, index, search, segment, weights
 
 log = logging.getLogger("graft_vqa")
 
 EPILOG = """examples:
   graft-vqa ask examples/rgbn_5m_utm18n.tif "Is there a water area?" --allow-untrained
   graft-vqa ask tile.tif "How many buildings are there?" --planner openai --json
+  graft-vqa index 'tiles/**/*.tif' --out tiles.index
+  graft-vqa search tiles.index "a baseball field" --top 20 --bbox=-75.2,39.9,-75.1,40.0
+  graft-vqa classify tile.tif --labels "forest,water,urban,farmland"
+  graft-vqa segment tile.tif "water" --out water.tif --vector water.geojson
   graft-vqa weights list
   graft-vqa eval --benchmark rsvqa --data-root ../shared/data/rsvqa_lr_sample --limit 100 --out runs/lr
   graft-vqa calibrate --data-root ../shared/data/rsvqa_lr_sample --split test --allow-untrained --out lr.json
@@ -27,7 +31,7 @@ EPILOG = """examples:
   graft-vqa app --port 7860
 """
 
-COMMANDS = (ask, calibrate, weights)  # modules with register(sub); their parsers set func
+COMMANDS = (ask, index, search, classify, segment, calibrate, weights)  # modules with register(sub); their parsers set func
 
 
 def _run_eval(argv: list[str]) -> int:
