@@ -153,6 +153,7 @@ def test_the_question_shows_at_once_with_one_progress_bar(slow_url, browser, sha
     assert page.locator('#chat img[src*="overlay_"]').count() == 0  # shown before the answer
     progress = page.locator(".progress-text, .progress-level").filter(has_text="Running the program")
     progress.first.wait_for(timeout=ui.TIMEOUT_MS)
+    page.locator(".progress-bar").first.wait_for(state="visible", timeout=ui.TIMEOUT_MS)  # drawn just after its text
     bars = [b for b in page.locator(".progress-bar").all() if b.is_visible()]
     assert len(bars) == 1  # one bar, over the chat (not also over the question box and the download)
     chat_box = page.locator("#chat").bounding_box()
