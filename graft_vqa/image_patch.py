@@ -291,7 +291,8 @@ class ImagePatch:
                        others: list["ImagePatch"]) -> list["ImagePatch"]:
         """The patches of `patches` that are `relation` ("is_left_of", "is_right_of", "is_above",
         "is_below" or "is_next_to") at least one patch of `others`, in one call instead of one per
-        pair. A patch is never related to itself, so one `find` list may be passed twice.
+        pair. A patch is never related to itself (nor to the same object found by another `find` call),
+        so one `find` list may be passed twice.
 
         Example: `near_road = image_patch.filter_related(buildings, "is_next_to", image_patch.find("road"))`
         """

@@ -197,6 +197,17 @@ def test_filter_related_on_real_patches() -> None:
     assert root.filter_related(found, "is_above", []) == []
 
 
+def test_an_object_found_twice_is_not_next_to_its_copy() -> None:
+    root = _root()
+    first = sorted(root.find("house"), key=lambda p: p.left)
+    again = sorted(root.find("home"), key=lambda p: p.left)  # another name, the same three masks
+    assert [p.box for p in first] == [p.box for p in again] and first[0] is not again[0]
+    near = root.filter_related(first, "is_next_to", again)
+    assert [p.left for p in near] == [10, 21]  # the far square is next only to its own copy: not counted
+    near_self = root.filter_related(first, "is_next_to", root.find("house"))  # the same name, a new list
+    assert [p.left for p in near_self] == [10, 21]
+
+
 @pytest.mark.parametrize("relation", ["is_near", "find", "distance_m", "__class__"])
 def test_filter_related_refuses_unknown_relations(relation: str) -> None:
     root = _root()

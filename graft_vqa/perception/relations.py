@@ -4,6 +4,10 @@ Centre relations (left of, right of, above, below) compare each patch with two e
 other list; ``is_next_to`` finds candidate pairs in an STRtree of the outlines by boxes grown by
 the gap, charges them, then measures their exact distances in one vectorised call. Patches are
 any objects with ``horizontal_center``, ``vertical_center`` and ``polygon_px`` (shapely, pixels).
+
+"Itself" means the same object on the ground, not the same Python object: two ``find`` calls (the
+same name twice, or two names whose maps agree) return different patches for one instance, and a
+patch is never next to its own copy (:func:`same_object`).
 """
 from __future__ import annotations
 
@@ -45,10 +49,22 @@ def centre_relation(patches: list[Patch], relation: str, others: list[Patch]) ->
             second = (value, o)
     out = []
     for p in patches:
-        bound = first if first is not None and first[1] is not p else second
+        bound = first if first is not None and first[1] is not p else second  # a copy of p ties: never "<"
         if bound is not None and sign * getattr(p, attr) < bound[0]:
             out.append(p)
     return out
+
+
+def same_object(p: Patch, o: Patch) -> bool:
+    """True when ``p`` and ``o`` are one object: the same patch, or the same box with the same mask."""
+    if p is o:
+        return True
+    if getattr(p, "box", None) != getattr(o, "box", None):
+        return False
+    a, b = getattr(p, "instance", None), getattr(o, "instance", None)
+    if a is None or b is None:
+        return a is b  # two crops of one box are one region; a crop and an instance are not
+    return a is b or (a.scale == b.scale and np.array_equal(a.crop, b.crop))
 
 
 def next_to_any(patches: list[Patch], others: list[Patch]) -> list[Patch]:
@@ -62,7 +78,7 @@ def next_to_any(patches: list[Patch], others: list[Patch]) -> list[Patch]:
                         bounds[:, 2] + NEXT_TO_GAP_PX, bounds[:, 3] + NEXT_TO_GAP_PX)
     grown = np.where(shapely.is_empty(geoms), None, grown)  # an empty outline is next to nothing
     pi, oi = tree.query(grown)
-    keep = np.array([patches[i] is not others[j] for i, j in zip(pi, oi)], dtype=bool)
+    keep = np.array([not same_object(patches[i], others[j]) for i, j in zip(pi, oi)], dtype=bool)
     pi, oi = pi[keep], oi[keep]
     charge(len(pi) * COSTS.pair_checked, "pairs checked")
     near = shapely.distance(geoms[pi], other_geoms[oi]) <= NEXT_TO_GAP_PX
