@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PIL import Image
 
 from graft_vqa.interfaces.app.messages import error_message
 from graft_vqa.interfaces.app.overlay import render_overlay
 from graft_vqa.interfaces.app.session import EnginePool, SessionState, UISettings
+from graft_vqa.interfaces.app.steps import reporting_windows
 
 log = logging.getLogger(__name__)
 
 NO_TILE = "Upload a tile first (GeoTIFF, PNG or JPEG, left panel), then segment it."
 VECTOR_SUFFIX = ".gpkg"  # the vector download beside the GeoTIFF mask
+Progress = Callable[..., Any]  # gr.Progress or any callable(progress, desc=..., unit=...)
+
+
+def _no_progress(*_args: Any, **_kwargs: Any) -> None:
+    return None
 
 
 def _say(history: list[dict[str, Any]], content: Any) -> None:
@@ -34,8 +40,9 @@ def segment_files(result: Any, state: SessionState, stem: str) -> list[Path]:
 
 def handle_segment(text: str, state: SessionState | None, history: list[dict[str, Any]] | None,
                    settings: UISettings, pool: EnginePool, workdir_root: str | None = None,
-                   ) -> tuple[list[dict[str, Any]], list[str] | None, SessionState]:
-    """Segment ``text`` on the session's tile with the engine of ``settings``.
+                   progress: Progress = _no_progress) -> tuple[list[dict[str, Any]], list[str] | None, SessionState]:
+    """Segment ``text`` on the session's tile with the engine of ``settings``; a scene's windows move
+    ``progress`` as they are read.
 
     Returns the chat, the files to download (GeoTIFF mask, GeoPackage) or None, and the state.
     """
@@ -53,11 +60,12 @@ def handle_segment(text: str, state: SessionState | None, history: list[dict[str
     state.questions += 1
     try:
         engine, lock = pool.get(settings)
-        with lock:
+        with lock, reporting_windows(engine, progress, lambda: f"Segmenting {text}"):
+            progress((0, 1), desc=f"Segmenting {text}", unit="steps")
             result = segment(state.tile_path, text, engine=engine)
         files = segment_files(result, state, "segment")
         overlay = state.next_path("segment_overlay", ".png")
-        Image.fromarray(render_overlay(state.rgb, result.detections)).save(overlay)
+        Image.fromarray(render_overlay(state.rgb, result.detections, source_size=state.tile_size)).save(overlay)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a chat message
         _say(history, error_message(exc, f"Could not segment {text!r}"))
         return history, None, state
