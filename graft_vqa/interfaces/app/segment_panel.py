@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 
 from graft_vqa.interfaces.app.messages import error_message
 from graft_vqa.interfaces.app.overlay import render_overlay
 from graft_vqa.interfaces.app.session import EnginePool, SessionState, UISettings
-from graft_vqa.interfaces.app.steps import reporting_windows
+from graft_vqa.interfaces.app.steps import Progress, no_progress, reporting_windows
 
 log = logging.getLogger(__name__)
 
 NO_TILE = "Upload a tile first (GeoTIFF, PNG or JPEG, left panel), then segment it."
 VECTOR_SUFFIX = ".gpkg"  # the vector download beside the GeoTIFF mask
-Progress = Callable[..., Any]  # gr.Progress or any callable(progress, desc=..., unit=...)
-
-
-def _no_progress(*_args: Any, **_kwargs: Any) -> None:
-    return None
 
 
 def _say(history: list[dict[str, Any]], content: Any) -> None:
@@ -40,7 +35,7 @@ def segment_files(result: Any, state: SessionState, stem: str) -> list[Path]:
 
 def handle_segment(text: str, state: SessionState | None, history: list[dict[str, Any]] | None,
                    settings: UISettings, pool: EnginePool, workdir_root: str | None = None,
-                   progress: Progress = _no_progress) -> tuple[list[dict[str, Any]], list[str] | None, SessionState]:
+                   progress: Progress = no_progress) -> tuple[list[dict[str, Any]], list[str] | None, SessionState]:
     """Segment ``text`` on the session's tile with the engine of ``settings``; a scene's windows move
     ``progress`` as they are read.
 

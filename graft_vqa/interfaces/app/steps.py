@@ -30,6 +30,11 @@ def steps_for(engine: Any) -> list[str]:
     return [MODELS, TILE, PLAN, RUN]
 
 
+def no_progress(*_args: Any, **_kwargs: Any) -> None:
+    """A progress callback that shows nothing (scripts and tests)."""
+    return None
+
+
 @contextmanager
 def reporting_windows(engine: Any, progress: Progress, label: Callable[[], str]) -> Iterator[None]:
     """While inside, a scene's windows (``Engine(progress=...)``: done, total, what) move ``progress`` as
