@@ -39,7 +39,7 @@ def tile_summary(tile: Any, name: str = "", *, scene: bool = False, preview: tup
     stretched = f" ({', '.join(notes)})" if notes else ""
     kind = []
     if scene:
-        kind.append(f"a {tile.megapixels:.0f}-megapixel scene, answered window by window")
+        kind.append(f"scene of {tile.megapixels:.0f} megapixels, answered window by window")
     if preview is not None and tuple(preview) != (tile.height, tile.width):
         kind.append(f"preview {preview[1]} × {preview[0]} px")
     size = f"{tile.width} × {tile.height} px" + (f" ({'; '.join(kind)})" if kind else "")
