@@ -1,6 +1,6 @@
 """Benchmark scenes: memory on a 20,000² raster, GRAFT windows per second, and the feature cache.
 
-    .venv/bin/python bench/scene.py [--part all|memory|graft] [--side 20000] [--crop 4096]
+    .venv/bin/python bench/scene.py [--part all|memory|graft|app] [--side 20000] [--crop 4096]
 
 memory: a 20,000 × 20,000 × 3 GeoTIFF (written once, tiled and compressed) answered whole with a
         cheap scorer (known objects, coarse maps); prints wall time and peak RSS of a fresh process
@@ -8,6 +8,9 @@ memory: a 20,000 × 20,000 × 3 GeoTIFF (written once, tiled and compressed) ans
 graft:  the real GRAFT ViT-B/16 (random weights) and CLIP text tower on a 4,096² crop: windows per
         second of the first question (encoding, features written to disk), then a second question
         with a new query on the same scene (features read from disk; target: >= 20x faster).
+app:    the same 20,000² raster through the app's handlers in a fresh process: the upload (a preview read
+        decimated to 2,048 px), then a question with the cheap scorer and its overlay on the preview;
+        prints wall times, the preview's and the overlay's sizes and peak RSS (target: as memory, <= 2 GiB).
 """
 from __future__ import annotations
 
@@ -60,15 +63,56 @@ def memory_child(path: str) -> None:
     """Run in a fresh process: answer two questions about the whole scene, print JSON figures."""
     from graft_vqa import Engine
 
-    rects = {"building": [(1000 + 2500 * k, 1400 + 2500 * k, 3000, 3600) for k in range(7)],
-             "water": [(12000, 16000, 9000, 15000)]}
-    engine = Engine(scorer=CheapScorer(rects), refine="none", threshold=0.25, feature_cache=False)
+    engine = Engine(scorer=CheapScorer(RECTS), refine="none", threshold=0.25, feature_cache=False)
     t0 = time.perf_counter()
     count = engine.ask(path, "How many buildings are there?")
     area = engine.ask(path, "What is the area covered by water?")
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"count": count.answer, "water_m2": area.value, "wall_s": wall, "peak_rss": peak}))
+
+
+RECTS = {"building": [(1000 + 2500 * k, 1400 + 2500 * k, 3000, 3600) for k in range(7)],
+         "water": [(12000, 16000, 9000, 15000)]}
+
+
+def app_child(path: str) -> None:
+    """Run in a fresh process: upload the scene to the app's handlers, ask one question, print JSON figures."""
+    from PIL import Image
+
+    from graft_vqa import Engine
+    from graft_vqa.interfaces.app.handlers import handle_question, handle_upload
+    from graft_vqa.interfaces.app.session import EnginePool, UISettings
+
+    engine = Engine(scorer=CheapScorer(RECTS), refine="none", threshold=0.25, feature_cache=False)
+    t0 = time.perf_counter()
+    state, preview, _, history = handle_upload(path, None, [], 2000, tempfile.mkdtemp())
+    upload = time.perf_counter() - t0
+    upload_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    windows = []
+    t0 = time.perf_counter()
+    history, _, _, state = handle_question("How many buildings are there?", state, history, UISettings(),
+                                           EnginePool(lambda s: engine),
+                                           lambda *a, **k: windows.append(a[0]) if k.get("unit") == "windows" else None)
+    answer = time.perf_counter() - t0
+    overlay = Image.open(history[-3]["content"]["path"]).size
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"answer": history[-4]["content"].split("\n")[0], "upload_s": upload, "answer_s": answer,
+                      "preview": list(preview.shape), "overlay": list(overlay), "windows": windows[-1] if windows else None,
+                      "upload_rss": upload_rss, "peak_rss": peak}))
+
+
+def bench_app(side: int, folder: Path) -> None:
+    path = _write(folder / f"scene_{side}.tif", side)
+    out = subprocess.run([sys.executable, __file__, "--part", "app-child", "--path", str(path)],
+                         capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    raw = side * side * 3
+    print(f"app: {side}x{side}x3 GeoTIFF ({raw / 2**30:.2f} GiB of pixels) uploaded in {res['upload_s']:.1f} s "
+          f"(preview {res['preview']}, peak RSS so far {res['upload_rss'] / 2**30:.2f} GiB); "
+          f"{res['answer']} in {res['answer_s']:.1f} s ({res['windows']} windows reported), overlay {res['overlay']} px; "
+          f"peak RSS {res['peak_rss'] / 2**30:.2f} GiB = {res['peak_rss'] / raw:.2f}x the raster "
+          f"(target <= 2 GiB: {'ok' if res['peak_rss'] <= 2 * 2**30 else 'MISSED'})")
 
 
 def bench_memory(side: int, folder: Path) -> None:
@@ -114,14 +158,14 @@ def bench_graft(crop: int, folder: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", default="all", choices=["all", "memory", "graft", "memory-child"])
+    p.add_argument("--part", default="all", choices=["all", "memory", "graft", "app", "memory-child", "app-child"])
     p.add_argument("--side", type=int, default=20_000)
     p.add_argument("--crop", type=int, default=4096)
     p.add_argument("--path", help=argparse.SUPPRESS)
     p.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "graft_vqa_bench_scene")
     a = p.parse_args()
-    if a.part == "memory-child":
-        memory_child(a.path)
+    if a.part in ("memory-child", "app-child"):
+        (memory_child if a.part == "memory-child" else app_child)(a.path)
         return
     a.folder.mkdir(parents=True, exist_ok=True)
     print(f"bench/scene.py; rasters in {a.folder}")
@@ -129,6 +173,8 @@ def main() -> None:
         bench_memory(a.side, a.folder)
     if a.part in ("all", "graft"):
         bench_graft(a.crop, a.folder)
+    if a.part in ("all", "app"):
+        bench_app(a.side, a.folder)
 
 
 if __name__ == "__main__":

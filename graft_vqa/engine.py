@@ -147,7 +147,7 @@ class Engine:
         if tile.height * tile.width > self.config.scene_pixels:
             from graft_vqa.scene import SceneMaps
 
-            source = SceneMaps(tile, self.scorer, self.config.scene, aoi=aoi, progress=self.progress,
+            source = SceneMaps(tile, self.scorer, self.config.scene, aoi=aoi, progress=self._report_progress,
                                runner=self.window_runner)
         self._check_thresholds()
         context = PatchContext(tile=tile, scorer=self.scorer, refiner=refiner, config=self.config.find,
@@ -156,6 +156,12 @@ class Engine:
                                thresholds=self.thresholds)
         box = None if aoi is None else aoi.box
         return ImagePatch(tile, box=box, context=context, root=True)
+
+    def _report_progress(self, done: int, total: int, what: str) -> None:
+        """Hands a scene's window progress to ``self.progress`` as it is now: a root kept for later questions
+        reports to the callback of the question being answered (the app sets one per question)."""
+        if self.progress is not None:
+            self.progress(done, total, what)
 
     def _check_thresholds(self) -> None:
         """Once: warn on every answer when the thresholds file was calibrated for other weights (or, for its

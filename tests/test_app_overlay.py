@@ -92,3 +92,17 @@ def test_each_polygon_of_a_multipolygon_is_filled_with_its_own_holes():
     assert out[60, 60].any() and out[310, 310].any()  # both parts filled
     assert not out[100, 100].any() and not out[350, 350].any()  # both holes clear
     assert not out[250, 250].any()  # between the parts: nothing (not one polygon through both)
+
+
+def test_detections_of_a_larger_raster_are_scaled_onto_its_preview():
+    base = 100
+    rgb = np.full((600, 800, 3), base, np.uint8)  # a preview of a 2400 × 3200 scene (decimated 4 times)
+    square = _square("building", 1600, 1200, 400)  # scene pixels: preview (400, 300) to (500, 400)
+    tiny = Detection(name="building", score=0.5, box=(3000, 2000, 3002, 2002))  # a 2-px box: still drawn
+    out = render_overlay(rgb, [square, tiny], "", legend=False, source_size=(2400, 3200))
+    assert out.shape == rgb.shape
+    colour = np.array(PALETTE[0], float)
+    assert np.allclose(out[350, 450].astype(float), base * (1 - FILL_ALPHA) + colour * FILL_ALPHA, atol=2)
+    assert (out[300, 450] == PALETTE[0]).all() and (out[290, 450] == base).all()  # the outline where it is scaled
+    assert (out[250, 350] == base).all()  # where the square would be unscaled: untouched
+    assert (out[500, 750] == PALETTE[0]).all()  # the tiny box: one preview pixel, outlined

@@ -35,6 +35,10 @@ class UnsupportedTileError(TileError):
     """The raster is readable but cannot be used as asked (too small, wrong bands, too large)."""
 
 
+class UploadTooLargeError(UnsupportedTileError):
+    """An upload to the app is larger than the server accepts (``--max-upload-mb``)."""
+
+
 class AOIError(GraftVQAError, ValueError):
     """An area of interest cannot be used: unreadable, empty, without a CRS, or outside the raster."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graft_vqa.config import EngineConfig
-from graft_vqa.interfaces.app.handlers import handle_answer, handle_ask, handle_upload
+from graft_vqa.interfaces.app.handlers import PREVIEW_MAX_SIDE, handle_answer, handle_ask, handle_upload
 from graft_vqa.interfaces.app.banner import sam_found, weights_banner
 from graft_vqa.interfaces.app.search_tab import EmbedderFactory, SearchBackend, build_search_tab
 from graft_vqa.interfaces.app.segment_panel import build_segment_panel, handle_segment
@@ -34,6 +34,8 @@ class AppOptions:
     """How the app looks and what it allows."""
 
     max_upload_mb: float = 200.0  # uploads above this are refused with a chat message
+    preview_max_side: int = PREVIEW_MAX_SIDE  # longest side of the tile preview and overlays, in pixels; larger
+    # rasters (scenes) are read decimated to it, never whole
     settings: UISettings = field(default_factory=UISettings)  # initial values of the Settings panel
     examples: tuple[str, ...] = EXAMPLES  # example questions to click
     title: str = "graft-vqa: ask a satellite tile"  # page title and heading
@@ -88,10 +90,12 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
     options = options or AppOptions()
     pool = EnginePool(engine_factory or default_engine_factory(options.engine), max_engines=options.max_engines)
     banner = weights_banner(options.engine)  # computed once, shown from page load
+    scene_pixels = (options.engine or EngineConfig()).scene_pixels  # above it, the summary says "scene"
 
     def on_upload(path: str | None, state: Any, history: Any) -> tuple[Any, ...]:
         state, preview, info, history = handle_upload(path, state, history, options.max_upload_mb,
-                                                      options.workdir_root)
+                                                      options.workdir_root, preview_max_side=options.preview_max_side,
+                                                      scene_pixels=scene_pixels)
         box = gr.update() if state.tile_path else None  # a file that failed to load is removed
         return state, preview, info, history, box
 
@@ -113,13 +117,15 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
         return (*handle_answer(pending, state, history, settings, pool, progress, options.workdir_root),
                 gr.update(interactive=True))
 
-    def on_segment(text: str, state: Any, history: Any, *values: Any) -> tuple[Any, ...]:
+    def on_segment(text: str, state: Any, history: Any, *values: Any,
+                   progress: Any = gr.Progress()) -> tuple[Any, ...]:
         try:
             settings = _settings(*values)
         except (TypeError, ValueError) as exc:
             log.info("bad settings: %s", exc)
             settings = options.settings
-        history, files, state = handle_segment(text, state, history, settings, pool, options.workdir_root)
+        history, files, state = handle_segment(text, state, history, settings, pool, options.workdir_root,
+                                               progress)
         return history, files, state
 
     with gr.Blocks(title=options.title) as app:
@@ -157,8 +163,8 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
                     on_answer, [pending, state, chat, *settings], [chat, geojson, state, ask], show_progress="full",
                     show_progress_on=[chat])
             segment_inputs = [segment_text, state, chat, *settings]
-            segment_button.click(on_segment, segment_inputs, [chat, segment_files, state])
-            segment_text.submit(on_segment, segment_inputs, [chat, segment_files, state])
+            segment_button.click(on_segment, segment_inputs, [chat, segment_files, state], show_progress_on=[chat])
+            segment_text.submit(on_segment, segment_inputs, [chat, segment_files, state], show_progress_on=[chat])
         build_search_tab(gr, state, SearchBackend(embedder_factory), options.index, options.workdir_root)
     app.queue(default_concurrency_limit=4)
     return app

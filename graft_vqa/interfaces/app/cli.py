@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from graft_vqa.config import EmbedConfig, EngineConfig
 from graft_vqa.core.errors import ThresholdsError
 from graft_vqa.interfaces.advice import install_cli_logging
+from graft_vqa.interfaces.app.handlers import PREVIEW_MAX_SIDE
 from graft_vqa.interfaces.app.session import UISettings
 from graft_vqa.interfaces.options import add_engine_options, engine_config
 from graft_vqa.thresholds import load_thresholds
@@ -23,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--share", action="store_true", help="open a public Gradio share link (off by default)")
     server.add_argument("--max-upload-mb", type=float, default=200.0,
                         help="largest tile upload accepted, in MB (default: %(default)s)")
+    server.add_argument("--preview-max-side", type=int, default=PREVIEW_MAX_SIDE, metavar="PX",
+                        help="longest side of the tile preview and overlays; larger rasters are read decimated "
+                             "(default: %(default)s)")
     server.add_argument("--api-key", default="", help="API key for the OpenAI-compatible planner")
     server.add_argument("--verbose", action="store_true", help="log at DEBUG level")
     server.add_argument("--index", metavar="INDEX", help="the search index the Search tab opens with "
@@ -62,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = UISettings(planner=args.planner, base_url=args.base_url or "", model=args.model or "",
                           api_key=args.api_key, threshold=config.find.threshold,
                           refine=config.find.refine, gsd_m=config.gsd_m, thresholds=config.find.thresholds or "")
-    options = AppOptions(max_upload_mb=args.max_upload_mb, settings=settings, engine=config, index=args.index)
+    options = AppOptions(max_upload_mb=args.max_upload_mb, preview_max_side=args.preview_max_side, settings=settings,
+                         engine=config, index=args.index)
     app = build_app(default_engine_factory(config), options, embedder_factory=search_embedder_factory(config))
     launch(app, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb)
     return 0

@@ -10,10 +10,12 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from PIL import Image
 
 from graft_vqa.answer import Answer
-from graft_vqa.core.errors import UnsupportedTileError
+from graft_vqa.config import EngineConfig
+from graft_vqa.core.errors import UploadTooLargeError
 from graft_vqa.interfaces.advice import for_app
 from graft_vqa.interfaces.app.messages import answer_failure_message, error_message, hide_paths
 from graft_vqa.interfaces.app.overlay import render_overlay
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[..., Any]  # gr.Progress or any callable(fraction, desc=...)
 NO_TILE = "Upload a tile first (GeoTIFF, PNG or JPEG, left panel), then ask your question again."
+PREVIEW_MAX_SIDE = 2048  # longest side of the upload preview (and of overlays), in pixels: larger rasters are
+# read decimated, so a scene of any size is shown without holding it in memory
 
 
 def _say(history: list[dict[str, Any]], content: Any, **metadata: Any) -> None:
@@ -39,39 +43,49 @@ def _no_progress(*_args: Any, **_kwargs: Any) -> None:
 
 
 def handle_upload(path: str | None, state: SessionState | None, history: list[dict[str, Any]] | None,
-                  max_upload_mb: float, workdir_root: str | Path | None = None,
+                  max_upload_mb: float, workdir_root: str | Path | None = None, *,
+                  preview_max_side: int = PREVIEW_MAX_SIDE, scene_pixels: int = EngineConfig.scene_pixels,
                   ) -> tuple[SessionState, Any, str, list[dict[str, Any]]]:
-    """Load an uploaded tile into the session (created under ``workdir_root`` on first use).
+    """Load an uploaded raster into the session (created under ``workdir_root`` on first use).
 
+    The preview is read decimated so that its longer side is at most ``preview_max_side`` (never the
+    whole raster in memory); a raster above ``scene_pixels`` is a scene, answered window by window.
     Returns the new state, the RGB preview (``None`` on failure), the tile summary and the chat.
     """
     state = state if isinstance(state, SessionState) else SessionState.create(workdir_root)
     history = list(history or [])
-    state.tile_path, state.tile_name, state.rgb = None, "", None
+    state.tile_path, state.tile_name, state.rgb, state.tile_size, state.scene = None, "", None, None, False
     if not path:
         return state, None, "No tile loaded.", history
     name = Path(path).name
     try:
         size_mb = Path(path).stat().st_size / 1e6
         if size_mb > max_upload_mb:
-            raise UnsupportedTileError(f"{name} is {size_mb:.1f} MB, above this server's upload limit of "
-                                       f"{max_upload_mb:g} MB")
+            raise UploadTooLargeError(f"{name} is {size_mb:.1f} MB, above this server's upload limit of "
+                                      f"{max_upload_mb:g} MB")
         from graft_vqa.core.tiles import load_tile
 
         tile = load_tile(path)
-        rgb = tile.rgb()
+        rgb = read_preview(tile, preview_max_side)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a chat message
         _say(history, error_message(exc, f"Could not load {name}", names={str(path): name}))
         return state, None, f"**{name} could not be loaded** (see the chat).", history
     state.tile_path, state.tile_name, state.rgb = str(path), name, rgb
-    summary = tile_summary(tile, name)
+    state.tile_size, state.scene = (tile.height, tile.width), tile.height * tile.width > scene_pixels
+    summary = tile_summary(tile, name, scene=state.scene, preview=rgb.shape[:2])
     _say(history, f"Loaded {summary}. Ask a question below.")
     return state, rgb, summary, history
 
 
+def read_preview(tile: Any, max_side: int) -> np.ndarray:
+    """The tile's RGB view, read decimated so that its longer side is at most ``max_side`` pixels (a raster
+    of any size is never read whole); a tile that fits is read at full resolution."""
+    return np.asarray(tile.read_window(0, 0, tile.width, tile.height, max_side=max_side).rgb())
+
+
 def _write_outputs(state: SessionState, answer: Answer) -> tuple[Path, Path]:
     """Write the overlay PNG and the GeoJSON of ``answer`` into the session folder."""
-    overlay = render_overlay(state.rgb, answer.detections, answer.program)
+    overlay = render_overlay(state.rgb, answer.detections, answer.program, source_size=state.tile_size)
     overlay_path = state.next_path("overlay", ".png")
     Image.fromarray(overlay).save(overlay_path)
     geojson_path = state.next_path("detections", ".geojson")
@@ -155,7 +169,7 @@ def _answer(question: str, state: SessionState, history: list[dict[str, Any]], s
         engine, lock = pool.get(settings)
         config = getattr(engine, "config", None)
         with lock:
-            answer = answer_in_steps(engine, state.tile_path, question, progress)
+            answer = answer_in_steps(engine, state.tile_path, question, progress, scene=state.scene)
         geojson = _answer_messages(history, state, answer, config)
     except Exception as exc:  # noqa: BLE001 - the server keeps serving
         _say(history, error_message(exc, "Could not answer", names={state.tile_path: state.tile_name},

@@ -25,6 +25,7 @@ from graft_vqa.core.errors import (
     TileNotFoundError,
     UnreadableTileError,
     UnsupportedTileError,
+    UploadTooLargeError,
     WeightsError,
     WeightsNotFoundError,
 )
@@ -43,6 +44,9 @@ _GSD_ADVICE = ("Set \"GSD (m/px)\" in Settings to the image's ground sample dist
 _ADVICE: tuple[tuple[type[BaseException], str], ...] = (
     (TileNotFoundError, "The uploaded file is no longer on the server: upload the tile again."),
     (UnreadableTileError, f"Upload {SUPPORTED_FORMATS} file."),
+    (UploadTooLargeError, "Rasters of any size are answered window by window, but this server takes uploads up to "
+                          "the limit above: cut the area you need (e.g. gdal_translate -projwin), save it compressed "
+                          "(gdal_translate -co COMPRESS=DEFLATE), or restart the app with a larger --max-upload-mb."),
     (UnsupportedTileError, "Crop or downsample the tile and upload it again."),
     (AreaUnavailableError, _GSD_ADVICE),
     (TileError, f"Upload {SUPPORTED_FORMATS} file."),

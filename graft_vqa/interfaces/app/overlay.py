@@ -62,24 +62,36 @@ def legend_names(detections: Sequence[Detection], program: str = "") -> list[str
     return list(names)
 
 
+Scale = tuple[float, float]  # display pixels per detection pixel, (columns, rows)
+
+
 def _display_scale(height: int, width: int) -> int:
     return max(1, math.ceil(MIN_DISPLAY_SIDE / max(height, width, 1)))
 
 
-def _detection_mask(detection: Detection, size: tuple[int, int], scale: int) -> Image.Image:
+def _box(detection: Detection, scale: Scale) -> list[float]:
+    """The detection's box at display scale, at least one display pixel wide and high."""
+    (fx, fy), (left, top, right, bottom) = scale, detection.box
+    return [left * fx, top * fy, max(left * fx, right * fx - 1), max(top * fy, bottom * fy - 1)]
+
+
+def _points(ring: Sequence[tuple[float, float]], scale: Scale) -> list[tuple[float, float]]:
+    return [(c * scale[0], r * scale[1]) for c, r in ring]
+
+
+def _detection_mask(detection: Detection, size: tuple[int, int], scale: Scale) -> Image.Image:
     """An 8-bit mask (255 inside) of one detection at display scale; holes are cut out."""
     mask = Image.new("L", size, 0)
     draw = ImageDraw.Draw(mask)
     polygons = _polygons(detection)
     if not polygons:
-        left, top, right, bottom = detection.box
-        draw.rectangle([left * scale, top * scale, right * scale - 1, bottom * scale - 1], fill=255)
+        draw.rectangle(_box(detection, scale), fill=255)
         return mask
     for polygon in polygons:  # each part: fill its exterior, then cut its holes
         part = Image.new("L", size, 0)
         part_draw = ImageDraw.Draw(part)
         for i, ring in enumerate(polygon):
-            part_draw.polygon([(c * scale, r * scale) for c, r in ring], fill=255 if i == 0 else 0)
+            part_draw.polygon(_points(ring, scale), fill=255 if i == 0 else 0)
         mask.paste(255, mask=part)
     return mask
 
@@ -91,10 +103,10 @@ def _polygons(detection: Detection) -> list[list[list[tuple[float, float]]]]:
 
 
 def _draw_detections(base: Image.Image, detections: Sequence[Detection], colours: dict[str, tuple[int, int, int]],
-                     scale: int) -> Image.Image:
+                     scale: Scale) -> Image.Image:
     """Composite translucent fills, then outlines, of every detection onto ``base`` (RGB)."""
     out = base.convert("RGBA")
-    line = max(2, scale)
+    line = max(2, round(max(scale)))
     masks: dict[str, Image.Image] = {}  # one mask per name: the union of its detections
     for d in detections:
         mask = _detection_mask(d, out.size, scale)
@@ -111,12 +123,10 @@ def _draw_detections(base: Image.Image, detections: Sequence[Detection], colours
         rings = [ring for polygon in _polygons(d) for ring in polygon]
         if rings:
             for ring in rings:
-                points = [(c * scale, r * scale) for c, r in ring]
+                points = _points(ring, scale)
                 draw.line(points + [points[0]], fill=colour + (255,), width=line)
         else:
-            left, top, right, bottom = d.box
-            draw.rectangle([left * scale, top * scale, right * scale - 1, bottom * scale - 1],
-                           outline=colour + (255,), width=line)
+            draw.rectangle(_box(d, scale), outline=colour + (255,), width=line)
     return out.convert("RGB")
 
 
@@ -142,14 +152,16 @@ def _legend(width: int, names: Sequence[str], counts: dict[str, int],
 
 
 def render_overlay(rgb: np.ndarray, detections: Sequence[Detection], program: str = "",
-                   *, legend: bool = True) -> np.ndarray:
+                   *, legend: bool = True, source_size: tuple[int, int] | None = None) -> np.ndarray:
     """The tile with its detections drawn on it, and a legend strip below.
 
     Args:
-        rgb: the tile as ``H×W×3`` uint8 (``Tile.rgb()``).
+        rgb: the tile as ``H×W×3`` uint8 (``Tile.rgb()``), or a decimated preview of a larger raster.
         detections: the answer's detections (``polygons_px`` in tile pixels, else ``box``).
         program: the program source; names it passes to ``find`` get legend rows even without hits.
         legend: add the legend strip below the image.
+        source_size: ``(height, width)`` of the raster whose pixels the detections are given in, when
+            ``rgb`` is a preview of it (a scene); ``None``: ``rgb``'s own size.
 
     Returns:
         ``H'×W'×3`` uint8, the tile enlarged by an integer factor when smaller than
@@ -158,10 +170,12 @@ def render_overlay(rgb: np.ndarray, detections: Sequence[Detection], program: st
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"render_overlay needs an H×W×3 uint8 image, got {rgb.shape} {rgb.dtype}")
     height, width = rgb.shape[:2]
-    scale = _display_scale(height, width)
+    enlarge = _display_scale(height, width)
     base = Image.fromarray(rgb)
-    if scale > 1:
-        base = base.resize((width * scale, height * scale), Image.NEAREST)
+    if enlarge > 1:
+        base = base.resize((width * enlarge, height * enlarge), Image.NEAREST)
+    source_height, source_width = source_size or (height, width)
+    scale = (base.width / source_width, base.height / source_height)
     names = legend_names(detections, program)
     colours = {name: colour_for(i) for i, name in enumerate(names)}
     image = _draw_detections(base, detections, colours, scale)

@@ -14,6 +14,7 @@ from PIL import Image
 from graft_vqa.interfaces.app.messages import error_message
 from graft_vqa.interfaces.app.overlay import render_overlay
 from graft_vqa.interfaces.app.session import EnginePool, SessionState, UISettings
+from graft_vqa.interfaces.app.steps import Progress, no_progress, reporting_windows
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ def segment_files(result: Any, state: SessionState, stem: str) -> list[Path]:
 
 def handle_segment(text: str, state: SessionState | None, history: list[dict[str, Any]] | None,
                    settings: UISettings, pool: EnginePool, workdir_root: str | None = None,
-                   ) -> tuple[list[dict[str, Any]], list[str] | None, SessionState]:
-    """Segment ``text`` on the session's tile with the engine of ``settings``.
+                   progress: Progress = no_progress) -> tuple[list[dict[str, Any]], list[str] | None, SessionState]:
+    """Segment ``text`` on the session's tile with the engine of ``settings``; a scene's windows move
+    ``progress`` as they are read.
 
     Returns the chat, the files to download (GeoTIFF mask, GeoPackage) or None, and the state.
     """
@@ -53,11 +55,12 @@ def handle_segment(text: str, state: SessionState | None, history: list[dict[str
     state.questions += 1
     try:
         engine, lock = pool.get(settings)
-        with lock:
+        with lock, reporting_windows(engine, progress, lambda: f"Segmenting {text}"):
+            progress((0, 1), desc=f"Segmenting {text}", unit="steps")
             result = segment(state.tile_path, text, engine=engine)
         files = segment_files(result, state, "segment")
         overlay = state.next_path("segment_overlay", ".png")
-        Image.fromarray(render_overlay(state.rgb, result.detections)).save(overlay)
+        Image.fromarray(render_overlay(state.rgb, result.detections, source_size=state.tile_size)).save(overlay)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a chat message
         _say(history, error_message(exc, f"Could not segment {text!r}"))
         return history, None, state

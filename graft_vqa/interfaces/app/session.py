@@ -87,7 +87,9 @@ class SessionState:
 
     tile_path: str | None = None  # the uploaded file the engine reads
     tile_name: str = ""  # the file name the user uploaded
-    rgb: np.ndarray | None = None  # the tile's RGB view, drawn under the detections
+    rgb: np.ndarray | None = None  # the tile's RGB preview (decimated for large rasters), drawn under the detections
+    tile_size: tuple[int, int] | None = None  # (height, width) of the raster: the pixels detections are given in
+    scene: bool = False  # the raster is above scene_pixels: answered window by window
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="graft_vqa_ui_")))
     questions: int = 0  # questions asked so far (numbers the output files)
     answering: bool = False  # a question is being answered: another one waits in the box until it is done

@@ -9,7 +9,8 @@ includes loading the models.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from graft_vqa.answer import Answer
 from graft_vqa.core.errors import PlannerError
@@ -18,6 +19,8 @@ Progress = Callable[..., Any]  # gr.Progress or any callable(progress, desc=...,
 PLAN, MODELS, TILE, RUN = "plan_s", "models_s", "tile_s", "run_s"
 LABELS = {PLAN: "Planning the program", MODELS: "Loading the models", TILE: "Encoding the tile",
           RUN: "Running the program"}
+# a scene is only opened in its step (its windows are read and scored when the program asks for its names)
+SCENE_LABELS = {**LABELS, TILE: "Opening the scene"}
 
 
 def steps_for(engine: Any) -> list[str]:
@@ -27,14 +30,36 @@ def steps_for(engine: Any) -> list[str]:
     return [MODELS, TILE, PLAN, RUN]
 
 
+def no_progress(*_args: Any, **_kwargs: Any) -> None:
+    """A progress callback that shows nothing (scripts and tests)."""
+    return None
+
+
+@contextmanager
+def reporting_windows(engine: Any, progress: Progress, label: Callable[[], str]) -> Iterator[None]:
+    """While inside, a scene's windows (``Engine(progress=...)``: done, total, what) move ``progress`` as
+    ``"<label()>: <what>"`` in windows; the engine's own callback is put back after."""
+
+    def report(done: int, total: int, what: str) -> None:
+        progress((done, total), desc=f"{label()}: {what}", unit="windows")
+
+    previous = getattr(engine, "progress", None)
+    engine.progress = report
+    try:
+        yield
+    finally:
+        engine.progress = previous
+
+
 def _load_tile(path: str) -> Any:
     from graft_vqa.core.tiles import load_tile
 
     return load_tile(path)
 
 
-def answer_in_steps(engine: Any, tile_path: str, question: str, progress: Progress) -> Answer:
-    """Answer ``question`` about the tile at ``tile_path``, telling ``progress`` each real step.
+def answer_in_steps(engine: Any, tile_path: str, question: str, progress: Progress, *, scene: bool = False) -> Answer:
+    """Answer ``question`` about the tile at ``tile_path``, telling ``progress`` each real step (and, for a
+    ``scene``, each window it reads).
 
     ``engine`` is a :class:`~graft_vqa.engine.Engine`; any other object with ``ask(image, question)``
     is asked in one step.
@@ -44,7 +69,7 @@ def answer_in_steps(engine: Any, tile_path: str, question: str, progress: Progre
     if not all(hasattr(type(engine), name) for name in ("plan", "image_patch", "scorer", "planner")):
         progress((0, 1), desc="Answering", unit="steps")
         return engine.ask(_load_tile(tile_path), question)
-    steps = steps_for(engine)
+    steps, labels = steps_for(engine), SCENE_LABELS if scene else LABELS
     timings: dict[str, float] = {}
     state: dict[str, Any] = {}
 
@@ -61,16 +86,11 @@ def answer_in_steps(engine: Any, tile_path: str, question: str, progress: Progre
         if callable(encode) and root.tile.height * root.tile.width <= scene_pixels:  # scenes: window by window
             encode(root.tile)
 
-    def scene_progress(done: int, total: int, what: str) -> None:  # the engine's windows, inside the step
-        progress((done, total), desc=f"{LABELS[state['step']]}: {what}", unit="windows")
-
     actions = {PLAN: plan, MODELS: models, TILE: tile}
-    previous = getattr(engine, "progress", None)
-    engine.progress = scene_progress
-    try:
+    with reporting_windows(engine, progress, lambda: labels[state["step"]]):  # the windows, inside their step
         for number, step in enumerate(steps):
             state["step"] = step
-            progress((number, len(steps)), desc=LABELS[step], unit="steps")
+            progress((number, len(steps)), desc=labels[step], unit="steps")
             if step == RUN:
                 break
             t0 = time.perf_counter()
@@ -81,8 +101,6 @@ def answer_in_steps(engine: Any, tile_path: str, question: str, progress: Progre
             timings[step] = time.perf_counter() - t0
         state["step"] = RUN
         answer = engine.ask(state["root"].tile if "root" in state else tile_path, question)
-    finally:
-        engine.progress = previous
     timings[RUN] = answer.timings.get(RUN, 0.0)
     timings["total_s"] = time.perf_counter() - start
     return answer.model_copy(update={"timings": timings})

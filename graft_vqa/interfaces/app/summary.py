@@ -26,8 +26,10 @@ def _gsd_text(tile: Any) -> str:
     return f"{approx}{gsd:.3g} m/px"
 
 
-def tile_summary(tile: Any, name: str = "") -> str:
-    """Markdown with the tile's file name, size, bands, CRS and ground sample distance."""
+def tile_summary(tile: Any, name: str = "", *, scene: bool = False, preview: tuple[int, int] | None = None) -> str:
+    """Markdown with the tile's file name, size, bands, CRS and ground sample distance; for a ``scene`` (a
+    raster above ``scene_pixels``) that it is answered window by window, and the ``preview``'s (height, width)
+    when it was read decimated."""
     title = f"**{name}** · " if name else ""
     notes = []
     if tile.count > 3:
@@ -35,7 +37,13 @@ def tile_summary(tile: Any, name: str = "") -> str:
     if str(tile.dtype) != "uint8":
         notes.append("stretched 2–98 %")
     stretched = f" ({', '.join(notes)})" if notes else ""
-    return (f"{title}{tile.width} × {tile.height} px, {tile.count} band{'s' if tile.count != 1 else ''} "
+    kind = []
+    if scene:
+        kind.append(f"scene of {tile.megapixels:.0f} megapixels, answered window by window")
+    if preview is not None and tuple(preview) != (tile.height, tile.width):
+        kind.append(f"preview {preview[1]} × {preview[0]} px")
+    size = f"{tile.width} × {tile.height} px" + (f" ({'; '.join(kind)})" if kind else "")
+    return (f"{title}{size}, {tile.count} band{'s' if tile.count != 1 else ''} "
             f"{tile.dtype}{stretched} · CRS: {_crs_text(tile)} · GSD: {_gsd_text(tile)}")
 
 
