@@ -102,8 +102,6 @@ def _probe(address: str) -> None:
     if not (host and port.isdigit()):
         return
     host = host.strip("[]")
-    if host in LOOPBACK_HOSTS:
-        _loopback_only()
     try:
         with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
             pass
@@ -111,6 +109,8 @@ def _probe(address: str) -> None:
         raise DistributedError(f"no Ray cluster at {address} ({exc.strerror or exc}); start one with 'ray start "
                                f"--head' (see docs/distributed.md) or pass --ray without an address for a local "
                                f"Ray") from None
+    if host in LOOPBACK_HOSTS:
+        _loopback_only()
 
 
 def refresh(cluster: Cluster) -> None:
