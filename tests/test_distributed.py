@@ -1,7 +1,7 @@
 """graft-vqa on a real two-node Ray cluster on 127.0.0.1 (``ray start --head`` and ``ray start --address``,
-one CPU each; tests/fixtures/ray_cluster.py): the same records and answers as one process, work on
-both nodes, a killed worker survived, a killed driver resumed, nothing listening beyond 127.0.0.1 and
-no process left behind. Every Ray driver is a subprocess with the cluster's environment."""
+one CPU each; tests/fixtures/ray_cluster.py): the same records, answers and search index as one
+process, work on both nodes, a killed worker survived, a killed driver (evaluation, indexing) resumed,
+nothing listening beyond 127.0.0.1 and no process left behind. Every Ray driver is a subprocess with the cluster's environment."""
 from __future__ import annotations
 
 import json
@@ -115,7 +115,7 @@ def test_a_killed_driver_resumes_with_nothing_lost(cluster, tmp_path):
 
 
 def _scene(path: Path, side: int = 1024) -> Path:
-    """A georeferenced mosaic of the RSVQA-LR sample's images (real Sentinel-2 texture)."""
+    """A georeferenced mosaic of the RSVQA-LR sample's images (real Sentinel-2 texture); ``side`` a multiple of 256."""
     profile = dict(driver="GTiff", height=side, width=side, count=3, dtype="uint8", crs="EPSG:32617",
                    transform=Affine(10.0, 0, 400000.0, 0, -10.0, 3300000.0), tiled=True, blockxsize=256,
                    blockysize=256)
@@ -230,3 +230,85 @@ def test_ray_without_an_address_starts_a_local_ray_that_ends_with_the_run(tmp_pa
         assert not left, f"the local Ray outlived its run: {left}"
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _chips(index: Path) -> tuple[list[tuple], np.ndarray]:
+    """An index's chips sorted by file name and window: their metadata (the footprint's WKB included) and
+    their vectors."""
+    from graft_vqa.retrieval.store import ChipStore
+
+    table = ChipStore.open(index)._chips.to_arrow().to_pylist()
+    for row in table:
+        row["path"] = Path(row["path"]).name
+        row["meta"] = {**json.loads(row["meta"]), "path": row["path"]}
+    table.sort(key=lambda r: (r["path"], r["row_off"], r["col_off"]))
+    return [tuple((k, v) for k, v in r.items() if k != "vector") for r in table], np.array([r["vector"] for r in table])
+
+
+def test_indexing_on_two_nodes_equals_one_process(cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAFT_VQA_WEIGHTS", cluster.env()["GRAFT_VQA_WEIGHTS"])  # the same (untrained) model id
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    for k in range(4):
+        shutil.copy(SAMPLE / "Images_LR" / f"{k}.tif", tiles / f"{k}.tif")
+    _scene(tiles / "scene.tif", side=768)  # 16 chips of 224 px: two units of 8 on the workers
+    index = ["--graft-model", "graft-tiny", "--allow-untrained", "--batch-size", "2", "--quiet"]
+    assert cli_main(["index", str(tiles), "--out", str(tmp_path / "one"), *index]) == 0
+    proc = subprocess.run([sys.executable, "-m", "graft_vqa.interfaces.cli", "-v", "index", str(tiles), "--out",
+                           str(tmp_path / "ray"), *index, "--ray", cluster.address, "--workers", "2"],
+                          cwd=REPO, env=cluster.env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "20 chips added from 5 new" in proc.stdout
+    rows, vectors = _chips(tmp_path / "ray")
+    one_rows, one_vectors = _chips(tmp_path / "one")
+    assert rows == one_rows and len(rows) == 20  # the same chips, windows, footprints, files
+    assert np.allclose(vectors, one_vectors, atol=1e-5)
+    assert json.loads((tmp_path / "ray" / "index.json").read_text())["model_id"] == "graft-tiny:untrained-seed0"
+    per_worker = proc.stderr.split("chips per worker: ", 1)[1].splitlines()[0]
+    assert len({item.split("/")[0] for item in per_worker.split(", ")}) == 2  # chips embedded on both nodes
+
+
+def test_a_killed_indexing_on_ray_resumes_to_the_same_index(cluster, tmp_path):
+    from graft_vqa.retrieval import build_index
+    from graft_vqa.retrieval.store import ChipStore
+
+    from .embedders import ColourEmbedder, write_raster
+
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):  # three 192 x 192 rasters of nine 64-px chips each: units of 8 and 1 chips
+        rgb = np.repeat(np.repeat(rng.integers(1, 255, (3, 3, 3), dtype=np.uint8), 64, 0), 64, 1)
+        write_raster(tiles / f"t{i}.tif", rgb, origin=(500_000.0 + 5000 * i, 4_500_000.0))
+    driver = [sys.executable, str(REPO / "tests" / "fixtures" / "ray_index.py"), cluster.address, str(tiles),
+              str(tmp_path / "idx")]
+    killed = subprocess.run([*driver, "1"], cwd=REPO, env=cluster.env(), capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-3000:]  # killed once the first file was committed
+    store = ChipStore.open(tmp_path / "idx")
+    before, files_before = store.count(), len(store.indexed_files())
+    assert 9 <= before < 27 and 1 <= files_before < 3
+    resumed = subprocess.run(driver, cwd=REPO, env=cluster.env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = json.loads(resumed.stdout)
+    assert report["chips_added"] == 27 - before and report["unchanged"] == files_before  # only what was missing
+    build_index(tiles, tmp_path / "one", embedder=ColourEmbedder(), chip=64, batch_size=2)
+    rows, vectors = _chips(tmp_path / "idx")
+    one_rows, one_vectors = _chips(tmp_path / "one")
+    assert rows == one_rows and len(rows) == 27
+    assert np.allclose(vectors, one_vectors, atol=1e-6)
+
+
+def test_index_with_a_bad_ray_address_is_a_one_line_error(tmp_path, capsys):
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    shutil.copy(SAMPLE / "Images_LR" / "0.tif", tiles / "0.tif")
+    started = time.monotonic()
+    code = cli_main(["index", str(tiles), "--out", str(tmp_path / "idx"), "--quiet", "--graft-model", "graft-tiny",
+                     "--allow-untrained", "--ray", "127.0.0.1:1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("graft-vqa: error: no Ray cluster at 127.0.0.1:1") and "ray start --head" in err
+    assert time.monotonic() - started < 60  # not Ray's minutes of retries
+    assert not (tmp_path / "idx").exists()  # nothing written
+    assert cli_main(["index", str(tiles), "--out", str(tmp_path / "idx"), "--workers", "2"]) == 2
+    assert "--workers and --worker-cpus need --ray" in capsys.readouterr().err

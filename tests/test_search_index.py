@@ -211,3 +211,44 @@ def test_a_list_file_names_paths_relative_to_itself(tmp_path):
     (tmp_path / "some.txt").write_text("# two tiles\ntiles/red_utm.tif\n\ntiles/green_wgs84.tif\n")
     report = graft_vqa.build_index(tmp_path / "some.txt", tmp_path / "idx", embedder=ColourEmbedder())
     assert report.files == 2 and report.chips_total == 2
+
+
+class _LastFileFirst:
+    """A ChipRunner that embeds the files last first, each alone and in units of at most 5 chips (as Ray's
+    units come back: out of order, a file's chips in several commits)."""
+
+    def __init__(self) -> None:
+        self.embedder = ColourEmbedder()
+
+    def start(self):
+        return self.embedder.model_id, ["a warning from the runner"]
+
+    def run(self, work, chips, batch_size):
+        from graft_vqa.core.tiles import load_tile
+        from graft_vqa.retrieval.runners import Batch, embed_chips, windows_to_embed
+
+        for item in reversed(work):
+            windows = windows_to_embed(load_tile(item.path), chips, item.stored)
+            count = len(item.stored)
+            for start in range(0, len(windows), 5):
+                done = embed_chips(self.embedder, item.path, item.key, chips, windows[start:start + 5], batch_size)
+                count += len(done.rows)
+                last = start + 5 >= len(windows)
+                yield Batch(done.rows, done.vectors, done=[(item.path, item.key, count)] if last else [])
+
+
+def test_a_chip_runner_is_a_seam_and_its_index_equals_the_default_one(tmp_path):
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):  # 192 x 192 rasters of nine 64-px chips each
+        rgb = np.repeat(np.repeat(rng.integers(1, 255, (3, 3, 3), dtype=np.uint8), 64, 0), 64, 1)
+        write_raster(tiles / f"t{i}.tif", rgb, origin=(500_000.0 + 5000 * i, 4_500_000.0))
+    report = graft_vqa.build_index(tiles, tmp_path / "idx", runner=_LastFileFirst(), chip=64, batch_size=2)
+    assert (report.added, report.chips_added, report.warnings) == (3, 27, ["a warning from the runner"])
+    graft_vqa.build_index(tiles, tmp_path / "one", embedder=ColourEmbedder(), chip=64, batch_size=4)
+    assert _table(tmp_path / "idx") == _table(tmp_path / "one")
+    again = graft_vqa.build_index(tiles, tmp_path / "idx", runner=_LastFileFirst(), chip=64)
+    assert (again.unchanged, again.chips_added) == (3, 0)
+    with pytest.raises(TypeError, match="one or the other"):
+        graft_vqa.build_index(tiles, tmp_path / "x", embedder=ColourEmbedder(), runner=_LastFileFirst())

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds and advertises 127.0.0.1 only
 LOCAL = ("local", "")  # --ray values that start a local Ray
+PROBE_TIMEOUT_S = 5.0  # a host:port that takes no TCP connection within this is no cluster (Ray would retry for minutes)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # a cluster here is joined over loopback only
 
 
 @dataclass
@@ -79,6 +81,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, verbose:
         _private_token()
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose, configure_logging=verbose)
     else:
+        _probe(address)
         try:
             ray.init(address=address, log_to_driver=verbose, configure_logging=verbose)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -89,6 +92,25 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, verbose:
     log.info("Ray: %d node(s), %g CPU(s), %g GPU(s) (%.1f s to %s)", len(cluster.nodes), cluster.cpus, cluster.gpus,
              cluster.connect_s, "start" if cluster.started_here else "connect")
     return cluster
+
+
+def _probe(address: str) -> None:
+    """Fail at once when nothing takes a TCP connection at ``address`` (``host:port`` or ``ray://host:port``;
+    ``auto`` is left to Ray): Ray itself retries an address without a cluster for minutes. A loopback
+    address is joined as a loopback-only driver (see :func:`_loopback_only`)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not (host and port.isdigit()):
+        return
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise DistributedError(f"no Ray cluster at {address} ({exc.strerror or exc}); start one with 'ray start "
+                               f"--head' (see docs/distributed.md) or pass --ray without an address for a local "
+                               f"Ray") from None
+    if host in LOOPBACK_HOSTS:
+        _loopback_only()
 
 
 def refresh(cluster: Cluster) -> None:

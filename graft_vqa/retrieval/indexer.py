@@ -1,7 +1,9 @@
 """``build_index``: embed every chip of a collection into a search index, incrementally and resumably.
 
-Per file, the chips (:mod:`graft_vqa.core.chips`) are read, embedded in batches that span files, and
-committed batch by batch; a file is marked indexed once all its chips are committed. Running again:
+Per file, the chips (:mod:`graft_vqa.core.chips`) are read and embedded by a runner
+(:mod:`graft_vqa.retrieval.runners`: this process, in batches that span files, or Ray workers) and
+committed batch by batch by this process alone; a file is marked indexed once all its chips are
+committed. Running again:
 
 - files whose key (path, modification time, size) is indexed are skipped;
 - a changed file's old chips are deleted and the file is indexed afresh;
@@ -20,14 +22,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from rasterio.windows import Window
 
-from graft_vqa.config import DEFAULT_CHIP, ChipConfig, EmbedConfig, apply_options
-from graft_vqa.core.chips import chip_windows, footprint
-from graft_vqa.core.errors import ConfigError, GraftVQAError, TileError
-from graft_vqa.core.tiles import load_tile
-from graft_vqa.models import embedder_id, embedder_model_id, resolve_embedder
-from graft_vqa.retrieval.files import acquisition_date, expand_paths, file_key
+from graft_vqa.config import ChipConfig, EmbedConfig, apply_options
+from graft_vqa.core.errors import ConfigError, GraftVQAError
+from graft_vqa.models import embedder_id, resolve_embedder
+from graft_vqa.retrieval.files import expand_paths, file_key
+from graft_vqa.retrieval.runners import Batch, ChipRunner, FileWork, LocalChips
 from graft_vqa.retrieval.store import ChipStore, check_model, new_meta, read_meta
 
 log = logging.getLogger(__name__)
@@ -59,81 +59,13 @@ class IndexReport:
                 f"({self.seconds:.1f} s)")
 
 
-@dataclass
-class _Pending:
-    """Chips read and waiting for the next batch, and the files they complete."""
+def check_existing(out: Path, model_id: str, chips: ChipConfig) -> None:
+    """Refuse to add to the index at ``out`` (if there is one) with another embedder or other chip settings.
 
-    tiles: list[Any] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    files: list[tuple[str, str, int]] = field(default_factory=list)  # (path, key, chips) complete after the batch
-
-
-class _Run:
-    """One indexing run over an opened (or not yet created) store."""
-
-    def __init__(self, out: Path, embedder: Any, model_id: str, chips: ChipConfig, batch_size: int) -> None:
-        self.out = out
-        self.embedder = embedder
-        self.model_id = model_id
-        self.chips = chips
-        self.batch_size = batch_size
-        self.store: ChipStore | None = ChipStore.open(out) if (out / "index.json").is_file() else None
-        self.pending = _Pending()
-        self.report = IndexReport(index=str(out))
-
-    def flush(self) -> None:
-        """Embed and commit the pending chips, then mark the files they complete."""
-        p, self.pending = self.pending, _Pending()
-        if p.rows:
-            vectors = np.asarray(self.embedder.embed_images(p.tiles), dtype=np.float32)
-            if self.store is None:
-                meta = new_meta(self.model_id, vectors.shape[1], dataclasses.asdict(self.chips))
-                self.store = ChipStore.create(self.out, meta)
-            self.store.add_chips(p.rows, vectors)
-            self.report.chips_added += len(p.rows)
-        if p.files and self.store is not None:
-            self.store.finish_files(p.files)
-
-    def add_file(self, path: Path, key: str, stored: set[tuple[int, int, int, int]]) -> None:
-        """Queue the chips of ``path`` not already ``stored``; flush full batches."""
-        tile = load_tile(path)
-        windows = chip_windows(tile.height, tile.width, chip=self.chips.chip, default_chip=DEFAULT_CHIP,
-                               whole_max=self.chips.whole_max, overlap=self.chips.chip_overlap)
-        date = acquisition_date(path)
-        crs = tile.crs.to_string() if tile.crs is not None else None
-        count = len(stored)
-        for window in windows:
-            if window in stored:
-                continue
-            row, col, height, width = window
-            chip = tile if (height, width) == (tile.height, tile.width) else tile.read(Window(col, row, width, height))
-            if not np.asarray(chip.valid_mask()).any():
-                continue
-            self.pending.tiles.append(chip)
-            self.pending.rows.append(_row(str(path), key, window, footprint(tile, window), crs, date))
-            count += 1
-            if len(self.pending.rows) >= self.batch_size:
-                self.flush()
-        self.pending.files.append((str(path), key, count))
-        if self.store is None and not self.pending.rows:
-            return  # nothing to commit yet: the store is created with the first chips
-        if not self.pending.rows:
-            self.flush()
-
-
-def _row(path: str, key: str, window: tuple[int, int, int, int], geom: Any, crs: str | None,
-         date: str | None) -> dict[str, Any]:
-    row, col, height, width = window
-    out: dict[str, Any] = {"path": path, "file_key": key, "row_off": row, "col_off": col, "height": height,
-                           "width": width, "crs": crs, "date": date, "footprint": None,  # WKB, in meta
-                           "minx": None, "miny": None, "maxx": None, "maxy": None}
-    if geom is not None:
-        out["minx"], out["miny"], out["maxx"], out["maxy"] = (float(v) for v in geom.bounds)
-        out["footprint"] = geom.wkb
-    return out
-
-
-def _check_existing(out: Path, model_id: str, chips: ChipConfig) -> None:
+    Raises:
+        EmbedderMismatchError: the index was built with other weights.
+        ConfigError: other chip settings, or ``out`` is a file.
+    """
     if not (out / "index.json").is_file():
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out} is a file; give a folder for the index (--out)")
@@ -146,7 +78,8 @@ def _check_existing(out: Path, model_id: str, chips: ChipConfig) -> None:
 
 
 def build_index(paths: Any, out: str | Path, embedder: Any = None, *, config: EmbedConfig | None = None,
-                chips: ChipConfig | None = None, progress: Progress | None = None, **options: Any) -> IndexReport:
+                chips: ChipConfig | None = None, progress: Progress | None = None, runner: ChipRunner | None = None,
+                **options: Any) -> IndexReport:
     """Embed every chip of the collection ``paths`` into the index folder ``out`` (created on first use).
 
     Args:
@@ -157,6 +90,9 @@ def build_index(paths: Any, out: str | Path, embedder: Any = None, *, config: Em
         config: :class:`~graft_vqa.config.EmbedConfig` of the default embedder.
         chips: :class:`~graft_vqa.config.ChipConfig` (recorded; an existing index keeps its own).
         progress: called as ``progress(files_done, files, path)``.
+        runner: where the chips are embedded (a :class:`~graft_vqa.retrieval.runners.ChipRunner`; default
+            :class:`~graft_vqa.retrieval.runners.LocalChips` with ``embedder``; ``graft_vqa.distributed.build_index``
+            passes Ray's). This process alone writes the index, whatever the runner.
         **options: ``EmbedConfig`` or ``ChipConfig`` fields (``allow_untrained=True``, ``chip=224``).
 
     Raises:
@@ -168,32 +104,21 @@ def build_index(paths: Any, out: str | Path, embedder: Any = None, *, config: Em
     config, chips = apply_options(options, config or EmbedConfig(), chips or ChipConfig())
     files = expand_paths(paths)
     out = Path(out).expanduser()
-    if embedder is None:  # an index built with other weights fails before the model loads
-        _check_existing(out, embedder_id(config), chips)
-    embedder, warnings = resolve_embedder(embedder, config)
-    model_id = embedder_model_id(embedder)
-    _check_existing(out, model_id, chips)
-    run = _Run(out, embedder, model_id, chips, batch_size=config.batch_size)
-    run.report.files, run.report.warnings = len(files), warnings
-    for done, (path, key, stored, kind) in enumerate(_plan(run, files)):
-        if progress is not None:
-            progress(done, len(files), str(path))
-        if kind == "unchanged":
-            run.report.unchanged += 1
-            continue
-        if kind == "missing":
-            run.report.failed.append((str(path), f"no file at {path}"))
-            continue
-        try:
-            run.add_file(path, key, stored)
-        except (TileError, OSError) as exc:
-            log.warning("%s: not indexed (%s)", path, exc)
-            run.report.failed.append((str(path), str(exc)))
-            continue
-        setattr(run.report, kind, getattr(run.report, kind) + 1)
-    run.flush()
-    if progress is not None:
-        progress(len(files), len(files), "")
+    if runner is not None and embedder is not None:
+        raise TypeError("build_index got an embedder and a runner; give one or the other (the runner holds its own)")
+    if runner is None:
+        if embedder is None:  # an index built with other weights fails before the model loads
+            check_existing(out, embedder_id(config), chips)
+        runner = LocalChips(*resolve_embedder(embedder, config))
+    model_id, warnings = runner.start()
+    check_existing(out, model_id, chips)
+    run = _Run(out, model_id, chips, progress)
+    run.report.files, run.report.warnings = len(files), list(warnings)
+    work = run.plan(files)
+    run.tell("")
+    for batch in runner.run(work, chips, config.batch_size):
+        run.commit(batch)
+    run.finish()
     if run.store is None:
         reasons = "; ".join(f"{p}: {e}" for p, e in run.report.failed[:3]) or "every chip is nodata"
         raise GraftVQAError(f"no chip could be indexed, so no index was written ({reasons})")
@@ -202,6 +127,67 @@ def build_index(paths: Any, out: str | Path, embedder: Any = None, *, config: Em
     run.report.seconds = time.perf_counter() - start
     log.info(run.report.summary())
     return run.report
+
+
+class _Run:
+    """One indexing run: the plan, and the commits of what the runner embedded (this process alone writes)."""
+
+    def __init__(self, out: Path, model_id: str, chips: ChipConfig, progress: Progress | None) -> None:
+        self.out = out
+        self.model_id = model_id
+        self.chips = chips
+        self.progress = progress
+        self.store: ChipStore | None = ChipStore.open(out) if (out / "index.json").is_file() else None
+        self.report = IndexReport(index=str(out))
+        self.kinds: dict[str, str] = {}  # path -> added/updated/resumed of the files to embed
+        self.held: list[tuple[str, str, int]] = []  # files complete before the store exists (no chips yet)
+        self.finished = 0  # files done, unchanged, missing or failed
+
+    def plan(self, files: list[Path]) -> list[FileWork]:
+        """The files to embed (after deleting what changed files left behind); counts the others."""
+        work = []
+        for path, key, stored, kind in _plan(self, files):
+            if kind == "unchanged":
+                self.report.unchanged += 1
+            elif kind == "missing":
+                self.report.failed.append((str(path), f"no file at {path}"))
+            else:
+                work.append(FileWork(str(path), key, frozenset(stored), kind))
+                self.kinds[str(path)] = kind
+                continue
+            self.finished += 1
+        return work
+
+    def commit(self, batch: Batch) -> None:
+        """Store the batch's chips (one commit), then mark the files it completes (another)."""
+        for path, error in batch.failed:
+            log.warning("%s: not indexed (%s)", path, error)
+        self.report.failed.extend(batch.failed)
+        self.finished += len(batch.failed)
+        if batch.rows:
+            vectors = np.asarray(batch.vectors, dtype=np.float32)
+            if self.store is None:
+                meta = new_meta(self.model_id, vectors.shape[1], dataclasses.asdict(self.chips))
+                self.store = ChipStore.create(self.out, meta)
+            self.store.add_chips(batch.rows, vectors)
+            self.report.chips_added += len(batch.rows)
+        self.held.extend(batch.done)
+        if self.held and self.store is not None:
+            self.store.finish_files(self.held)
+            for path, _, _ in self.held:
+                kind = self.kinds[path]
+                setattr(self.report, kind, getattr(self.report, kind) + 1)
+            self.finished += len(self.held)
+            self.held = []
+        self.tell(batch.done[-1][0] if batch.done else "")
+
+    def tell(self, path: str) -> None:
+        if self.progress is not None:
+            self.progress(self.finished, self.report.files, path)
+
+    def finish(self) -> None:
+        self.finished = self.report.files
+        self.tell("")
 
 
 def _plan(run: _Run, files: list[Path]) -> Iterator[tuple[Path, str, set, str]]:
