@@ -6,7 +6,6 @@ weights, no SAM).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -160,22 +159,6 @@ def missing_weights(config: EngineConfig) -> dict[str, str]:
     return missing
 
 
-FINGERPRINT_BYTES = 1 << 20  # bytes read from each end of a weights file for its fingerprint
-
-
-def _fingerprint(path: Path) -> str:
-    """Size and a BLAKE2b digest of the first and last MiB: the same for two copies of one checkpoint
-    (on any machine, at any path), different for another checkpoint; cheap for large files."""
-    size = path.stat().st_size
-    digest = hashlib.blake2b(str(size).encode(), digest_size=8)
-    with open(path, "rb") as f:
-        digest.update(f.read(FINGERPRINT_BYTES))
-        if size > FINGERPRINT_BYTES:
-            f.seek(max(size - FINGERPRINT_BYTES, FINGERPRINT_BYTES))
-            digest.update(f.read())
-    return f"{size}:{digest.hexdigest()}"
-
-
 def embedder_id(config: EmbedConfig) -> str:
     """What identifies the default embedder's image embeddings: the GRAFT architecture, the weights name and
     a fingerprint of the file (``untrained-seed0`` for seeded random weights). An index records it."""
@@ -185,7 +168,7 @@ def embedder_id(config: EmbedConfig) -> str:
         if not config.allow_untrained:
             raise
         return f"{config.graft_model}:untrained-seed{UNTRAINED_SEED}"
-    return f"{config.graft_model}:{config.graft_weights}:{_fingerprint(Path(path))}"
+    return f"{config.graft_model}:{config.graft_weights}:{weights.fingerprint(path)}"
 
 
 def build_default_embedder(config: EmbedConfig, *, images: bool = True) -> tuple[Any, list[str]]:
