@@ -99,6 +99,13 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
         box = gr.update() if state.tile_path else None  # a file that failed to load is removed
         return state, preview, info, history, box
 
+    def settings_or_default(values: tuple[Any, ...]) -> UISettings:
+        try:
+            return _settings(*values)
+        except (TypeError, ValueError) as exc:
+            log.info("bad settings: %s", exc)
+            return options.settings
+
     def on_ask(question: str, state: Any, history: Any) -> tuple[Any, ...]:
         # one question at a time (a second one would race the first for the chat): Ask waits for the answer
         busy = isinstance(state, SessionState) and state.answering
@@ -107,11 +114,7 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
 
     def on_answer(pending: str, state: Any, history: Any, *values: Any,
                   progress: Any = gr.Progress()) -> tuple[Any, ...]:
-        try:
-            settings = _settings(*values)
-        except (TypeError, ValueError) as exc:
-            log.info("bad settings: %s", exc)
-            settings = options.settings
+        settings = settings_or_default(values)
         if not pending:  # nothing was asked (an empty box, or a question while another was answered)
             return history, gr.update(), state, gr.update()
         return (*handle_answer(pending, state, history, settings, pool, progress, options.workdir_root),
@@ -119,11 +122,7 @@ def build_app(engine_factory: EngineFactory | None = None, options: AppOptions |
 
     def on_segment(text: str, state: Any, history: Any, *values: Any,
                    progress: Any = gr.Progress()) -> tuple[Any, ...]:
-        try:
-            settings = _settings(*values)
-        except (TypeError, ValueError) as exc:
-            log.info("bad settings: %s", exc)
-            settings = options.settings
+        settings = settings_or_default(values)
         history, files, state = handle_segment(text, state, history, settings, pool, options.workdir_root,
                                                progress)
         return history, files, state
