@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterator
 
 from graft_vqa.config import EngineConfig
 from graft_vqa.core.errors import DistributedError
-from graft_vqa.distributed.cluster import Cluster, connect, disconnect
-from graft_vqa.distributed.pool import WorkerPool, WorkerSpec, worker_spec
+from graft_vqa.distributed.cluster import Cluster
+from graft_vqa.distributed.placement import Placement, PoolRunner
+from graft_vqa.distributed.pool import WorkerPool, WorkerSpec
 from graft_vqa.models import build_default_scorer
 from graft_vqa.scene.plan import PlannedWindow
 from graft_vqa.scene.windows import LocalWindowRunner, WindowJob, WindowResult, run_window
@@ -41,7 +42,7 @@ def score_windows(scorer: Any, unit: tuple[Any, list[PlannedWindow], WindowJob])
     return [run_window(tile, win, scorer, job) for win in windows]
 
 
-class RayWindowRunner:
+class RayWindowRunner(PoolRunner):
     """Runs a scene's windows on Ray actors (see the module's documentation).
 
     Args:
@@ -66,33 +67,24 @@ class RayWindowRunner:
                  cluster: Cluster | None = None) -> None:
         if config is None and scorer_factory is None:
             raise DistributedError("RayWindowRunner needs the engine's config or a scorer factory")
+        super().__init__(Placement(address=address, workers=workers, worker_cpus=worker_cpus, device=device,
+                                   spec=spec, cluster=cluster))
         self.config = config
         self.scorer_factory = scorer_factory
-        self.address = address
-        self.workers = workers
-        self.worker_cpus = worker_cpus
-        self.device = device
-        self.spec = spec
         self.batch = max(1, batch)
-        self.cluster = cluster
-        self._joined = False  # this runner joined (or started) the cluster, so it leaves it on close
-        self.pool: WorkerPool | None = None
         self.windows_by_node: Counter[str] = Counter()  # windows scored per Ray node (for tests and benchmarks)
+
+    def _setup(self, device: str | None) -> Callable[[], Any]:
+        """What each actor calls once: the scorer factory, or the config's default scorer on ``device``."""
+        if self.scorer_factory is not None:
+            return self.scorer_factory
+        config = self.config if device is None else dataclasses.replace(self.config, device=device)
+        return functools.partial(default_scorer, config)
 
     def _ensure_pool(self, scorer: Any) -> WorkerPool:
         if self.pool is None:
-            if self.cluster is None:
-                self.cluster, self._joined = connect(self.address), True
-            spec, device = self.spec, self.device
-            if spec is None:
-                spec, device = worker_spec(self.cluster, workers=self.workers, cpus=self.worker_cpus,
-                                           device=self.device)
-            factory = self.scorer_factory
-            if factory is None:
-                config = self.config if device is None else dataclasses.replace(self.config, device=device)
-                factory = functools.partial(default_scorer, config)
-            self.pool = WorkerPool(factory, score_windows, spec)
-            _check_same_model(scorer, self.pool.start())
+            _check_same_model(scorer, self._start_pool(self._setup, score_windows))
+        assert self.pool is not None
         return self.pool
 
     def run(self, tile: Any, windows: list[PlannedWindow], scorer: Any, job: WindowJob) -> Iterator[WindowResult]:
@@ -111,12 +103,7 @@ class RayWindowRunner:
         if self.windows_by_node:
             log.info("scene windows per node: %d nodes (%s)", len(self.windows_by_node),
                      ", ".join(f"{node}: {n}" for node, n in sorted(self.windows_by_node.items())))
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
-        if self._joined:
-            disconnect(self.cluster)
-            self.cluster, self._joined = None, False
+        super().close()
 
 
 def _check_same_model(scorer: Any, infos: list[dict[str, Any]]) -> None:
