@@ -23,7 +23,8 @@ from graft_vqa.core.chips import Window
 from graft_vqa.core.errors import DistributedError
 from graft_vqa.core.tiles import load_tile
 from graft_vqa.distributed.cluster import Cluster, connect, disconnect
-from graft_vqa.distributed.pool import WorkerPool, WorkerSpec, worker_spec
+from graft_vqa.distributed.placement import Placement, PoolRunner
+from graft_vqa.distributed.pool import WorkerSpec, worker_spec
 from graft_vqa.models import embedder_id, embedder_model_id, resolve_embedder
 from graft_vqa.retrieval import IndexReport, build_index as build_index_here
 from graft_vqa.retrieval.files import expand_paths
@@ -74,7 +75,7 @@ def embed_unit(state: Embedding, unit: ChipUnit) -> ChipsEmbedded:
     return embed_chips(state.embedder, unit.path, unit.key, unit.chips, list(unit.windows), unit.batch_size)
 
 
-class RayChips:
+class RayChips(PoolRunner):
     """Embeds an index's chips on Ray actors (see the module's documentation).
 
     Args:
@@ -90,24 +91,15 @@ class RayChips:
     def __init__(self, setup: Callable[[], Embedding], *, address: str | None = None, workers: int | None = None,
                  worker_cpus: float = 1.0, spec: WorkerSpec | None = None, cluster: Cluster | None = None,
                  chip_batches: int = CHIP_BATCHES_PER_UNIT) -> None:
+        super().__init__(Placement(address=address, workers=workers, worker_cpus=worker_cpus, device="cpu",
+                                   spec=spec, cluster=cluster))
         self.setup = setup
-        self.address = address
-        self.workers = workers
-        self.worker_cpus = worker_cpus
-        self.spec = spec
-        self.cluster = cluster
         self.chip_batches = max(1, chip_batches)
-        self._joined = False  # this runner joined (or started) the cluster, so it leaves it on close
-        self.pool: WorkerPool | None = None
         self.chips_by_worker: Counter[str] = Counter()  # chips embedded per "node/pid" (for tests and benchmarks)
 
     def start(self) -> tuple[str, list[str]]:
         """Join the cluster, start the actors; the embedder's model id (the same on every actor) and warnings."""
-        if self.cluster is None:
-            self.cluster, self._joined = connect(self.address), True
-        spec = self.spec or worker_spec(self.cluster, workers=self.workers, cpus=self.worker_cpus, device="cpu")[0]
-        self.pool = WorkerPool(self.setup, embed_unit, spec)
-        infos = self.pool.start()
+        infos = self._start_pool(lambda _device: self.setup, embed_unit)
         ids = sorted({str(info["model_id"]) for info in infos})
         if len(ids) != 1:
             raise DistributedError(f"the workers' embedders differ ({', '.join(ids)}): every node must find the "
@@ -154,12 +146,7 @@ class RayChips:
         """Stop the actors; leave the cluster if this runner joined it (a local Ray it started stops)."""
         if self.chips_by_worker:
             log.info("chips per worker: %s", ", ".join(f"{k}: {n}" for k, n in sorted(self.chips_by_worker.items())))
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
-        if self._joined:
-            disconnect(self.cluster)
-            self.cluster, self._joined = None, False
+        super().close()
 
 
 def build_index(paths: Any, out: str | Path, *, address: str | None = None, workers: int | None = None,
