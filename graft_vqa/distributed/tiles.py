@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterator
 from graft_vqa.collection import CollectionAnswer, TileAnswer, answer_tile, ask_many as ask_many_here
 from graft_vqa.config import EngineConfig
 from graft_vqa.distributed.cluster import Cluster, connect, disconnect
-from graft_vqa.distributed.pool import WorkerPool, WorkerSpec, worker_spec
+from graft_vqa.distributed.placement import Placement, PoolRunner
+from graft_vqa.distributed.pool import WorkerSpec, worker_spec
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def answer_tile_unit(engine: Any, unit: tuple[str, list[str], dict[str, Any]]) -
     return answer_tile(engine, path, questions, **aoi_options)
 
 
-class RayTiles:
+class RayTiles(PoolRunner):
     """Runs tiles on Ray actors, each holding the engine ``setup()`` builds (a ``TileRunner``).
 
     Args:
@@ -55,18 +56,16 @@ class RayTiles:
 
     def __init__(self, setup: Callable[[], Any], cluster: Cluster, *, spec: WorkerSpec | None = None,
                  workers: int | None = None, worker_cpus: float = 1.0) -> None:
+        spec = spec or worker_spec(cluster, workers=workers, cpus=worker_cpus, device="cpu")[0]  # sized now, as before
+        super().__init__(Placement(spec=spec, cluster=cluster))
         self.setup = setup
-        self.cluster = cluster
-        self.spec = spec or worker_spec(cluster, workers=workers, cpus=worker_cpus, device="cpu")[0]
-        self.pool: WorkerPool | None = None
         self.workers: list[dict[str, Any]] = []  # node, host, pid of each actor (after the first run)
         self.tiles_by_worker: dict[str, int] = {}  # tiles answered per "node/pid"
 
     def run(self, paths: list[str], questions: list[str],
             aoi_options: dict[str, Any]) -> Iterator[tuple[int, list[TileAnswer]]]:
         if self.pool is None:
-            self.pool = WorkerPool(self.setup, answer_tile_unit, self.spec)
-            self.workers = self.pool.start()
+            self.workers = self._start_pool(lambda _device: self.setup, answer_tile_unit)
         units = [(path, list(questions), aoi_options) for path in paths]
         for done in self.pool.map_unordered(units):
             key = f"{done.worker['node']}/{done.worker['pid']}"
@@ -74,11 +73,10 @@ class RayTiles:
             yield done.index, done.result
 
     def close(self) -> None:
+        """Stop the actors (the cluster, joined by the caller, stays)."""
         if self.tiles_by_worker:
             log.info("tiles per worker: %s", ", ".join(f"{k}: {n}" for k, n in sorted(self.tiles_by_worker.items())))
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
+        super().close()
 
 
 def ask_many(images: Any, questions: Any, *, address: str | None = None, workers: int | None = None,
