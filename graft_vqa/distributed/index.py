@@ -82,7 +82,8 @@ class RayChips(PoolRunner):
         setup: a picklable ``() -> Embedding`` each actor calls once (:func:`default_embedding` bound to a
             config, or :func:`factory_embedding` bound to an embedder factory).
         address: the cluster (``host:port``, ``auto``), or ``None`` to start a local Ray.
-        workers, worker_cpus: the actors (default: one per GPU, else one per CPU of the cluster).
+        workers, worker_cpus: CPU actors (default: one per CPU of the cluster); for GPU actors pass ``spec``
+            (as :func:`build_index` does when the cluster has GPUs).
         spec: instead, the actors exactly.
         cluster: a cluster this process already joined (``address`` is then not used).
         chip_batches: embedding batches of chips per unit of a large file.
