@@ -105,6 +105,15 @@ def test_a_count_for_a_yes_no_question_is_fed_back(tmp_path):
     assert "asks for a bool" in server.user_messages()[1] and "'1'" in server.user_messages()[1]
 
 
+def test_a_re_ask_is_sampled_so_a_small_model_does_not_repeat_itself(tmp_path):
+    script = [program('return len(image_patch.find("road"))'), program('return image_patch.exists("road")')]
+    with ScriptedOpenAIServer(script) as server:
+        engine_for(planner_for(server, retry_temperature=0.6), tmp_path).ask(IMAGE, "Is there a road?")
+    bodies = [r["json"] for r in server.requests]
+    assert bodies[0]["temperature"] == 0.0 and "seed" not in bodies[0]  # the first program: greedy
+    assert (bodies[1]["temperature"], bodies[1]["seed"]) == (0.6, 0)  # the re-ask: sampled, reproducibly
+
+
 def test_an_unusable_return_value_is_fed_back(tmp_path):
     script = [program('return image_patch.find("road")'), program('return len(image_patch.find("road"))')]
     with ScriptedOpenAIServer(script) as server:

@@ -46,6 +46,8 @@ class OpenAIPlanner:
         max_backoff_s: float = 30.0,  # cap on any one delay, Retry-After included
         temperature: float = 0.0,  # sampling temperature of the first program (0: greedy)
         sample_temperature: float = 0.7,  # temperature of further samples (self-consistency)
+        retry_temperature: float = 0.7,  # temperature of a re-ask after a failed attempt: greedy decoding
+        # made a 0.5B model repeat its mistake however the feedback read (bench/README.md)
         max_tokens: int = 1024,  # cap on the reply length
         api_spec: str | None = None,  # ImagePatch API text; None reads api_spec/image_patch_api.md
         spec: str = "auto",  # API shown: "full", "core" (what RSVQA-style questions use), "auto" (core unless
@@ -68,6 +70,7 @@ class OpenAIPlanner:
         self.timeout, self.max_retries = timeout, max_retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.temperature, self.sample_temperature, self.max_tokens = temperature, sample_temperature, max_tokens
+        self.retry_temperature = retry_temperature
         self.spec_mode, self.fewshots, self.context_tokens = spec, fewshots, context_tokens
         self.structured = structured  # "auto" settles on a concrete mode at the first request
         self._sleep = sleep
@@ -76,7 +79,8 @@ class OpenAIPlanner:
         self.api_spec = api_spec if api_spec is not None else prompts.api_spec_text()
         self._examples = prompts.fewshot_examples()
         self.planner_id = f"openai:{self.model}"
-        settings = json.dumps([self.api_spec, temperature, sample_temperature, spec, fewshots, structured])
+        settings = json.dumps([self.api_spec, temperature, sample_temperature, spec, fewshots, structured,
+                               retry_temperature])
         self.prompt_version = f"{prompts.prompt_version()}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
         # local servers ignore the key, but the client insists on one
         self._client = openai.OpenAI(base_url=self.base_url, api_key=key or "not-needed",
@@ -108,25 +112,32 @@ class OpenAIPlanner:
 
     def plan(self, question: str, feedback: str | None = None, sample: int = 0) -> Program:
         """Ask the model for a program; ``feedback`` is the rendered error of a previous attempt;
-        ``sample`` > 0 asks for another sampled program (``sample_temperature``, seed ``sample``).
+        ``sample`` > 0 asks for another sampled program (``sample_temperature``, seed ``sample``); a
+        first program with ``feedback`` (a re-ask) is sampled at ``retry_temperature``, seed 0.
 
         Raises :class:`PlannerError` when the server cannot be used and
         :class:`~graft_vqa.planner.extract.UnusableReplyError` when the reply holds no program.
         Validation is the caller's job (see :func:`plan_with_feedback`).
         """
         started = time.perf_counter()
-        reply, tries = self._complete(self.messages(question, feedback), sample)
+        reply, tries = self._complete(self.messages(question, feedback), self._sampling(sample, feedback))
         source = extract_program(program_text(reply))
         meta: dict[str, Any] = {"model": self.model, "base_url": self.where, "http_tries": tries,
                                 "prompt_version": self.prompt_version, "reply": reply, "sample": sample,
                                 "structured": self.structured, "seconds": round(time.perf_counter() - started, 3)}
         return Program(source=source, planner=self.planner_id, question=question, meta=meta)
 
-    def _request(self, messages: list[dict[str, str]], sample: int) -> Any:
-        """One chat request; in structured "auto" mode, settles on the first format the server takes."""
-        options: dict[str, Any] = {"temperature": self.sample_temperature if sample else self.temperature}
+    def _sampling(self, sample: int, feedback: str | None) -> dict[str, Any]:
+        """Temperature (and seed, when sampled) of one request: greedy first, sampled samples and re-asks."""
         if sample:
-            options["seed"] = sample
+            return {"temperature": self.sample_temperature, "seed": sample}
+        if feedback is not None and self.retry_temperature != self.temperature:
+            return {"temperature": self.retry_temperature, "seed": 0}
+        return {"temperature": self.temperature}
+
+    def _request(self, messages: list[dict[str, str]], sampling: dict[str, Any]) -> Any:
+        """One chat request; in structured "auto" mode, settles on the first format the server takes."""
+        options: dict[str, Any] = dict(sampling)
         modes = AUTO_ORDER if self.structured == "auto" else (self.structured,)
         for mode in modes:
             format_ = response_format(mode)
@@ -148,12 +159,12 @@ class OpenAIPlanner:
         return self._client.chat.completions.create(model=self.model, messages=messages,  # type: ignore[arg-type]
                                                     max_tokens=self.max_tokens, **options)
 
-    def _complete(self, messages: list[dict[str, str]], sample: int = 0) -> tuple[str, int]:
+    def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any]) -> tuple[str, int]:
         """Send the chat request with bounded retries; return (reply text, tries used)."""
         for attempt in range(self.max_retries + 1):
             self.requests += 1
             try:
-                response = self._request(messages, sample)
+                response = self._request(messages, sampling)
             except _RETRYABLE as exc:
                 if attempt == self.max_retries:
                     raise self._give_up(exc, attempt + 1) from None
