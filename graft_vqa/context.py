@@ -61,6 +61,7 @@ class PatchContext:
     _maps: LRU = field(default_factory=lambda: LRU(max_bytes=MAPS_BYTES), repr=False)  # name -> scores
     _found: LRU = field(default_factory=lambda: LRU(max_bytes=FOUND_BYTES, sizeof=_instances_bytes), repr=False)
     _question: dict[tuple, list[Any]] = field(default_factory=dict, repr=False)  # this question's finds
+    _evictions_seen: int = field(default=0, repr=False)  # cache evictions counted when the last question ended
 
     def __post_init__(self) -> None:
         if self.source is None:
@@ -189,12 +190,16 @@ class PatchContext:
         """Start a new question: ``question_detections`` restarts empty (caches are kept)."""
         self._question = {}
 
-    def end_question(self) -> None:
-        """The question is answered: drop its patches, and trim the caches to ``retain_mb``."""
+    def end_question(self) -> bool:
+        """The question is answered: drop its patches, and trim the caches to ``retain_mb``. True when the
+        caches let anything go since the last question ended (then freed memory is worth returning)."""
         self._question = {}
         half = int(self.retain_mb * (1 << 19))
         self._maps.trim(half)
         self._found.trim(half)
+        evictions = self._maps.evictions + self._found.evictions
+        dropped, self._evictions_seen = evictions != self._evictions_seen, evictions
+        return dropped
 
     @property
     def cached_bytes(self) -> int:

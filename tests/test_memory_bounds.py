@@ -152,8 +152,28 @@ def test_the_caches_are_trimmed_when_a_question_ends_and_instances_stay() -> Non
     for i in range(50):
         root.find(f"other {i}")
     assert context.cached_bytes > 50 * 4 * 2 ** 20  # while the question runs, there is room
-    context.end_question()
+    assert context.end_question()  # maps were let go: the engine returns the freed heap
     assert context.cached_bytes <= 4 * 2 ** 20 and context._maps.bytes == 0  # maps (4 MB each) do not fit
     assert len(context._found) == 51  # the instances (a few hundred bytes each) all do
     calls = len(Counting.calls)
     assert [p.box for p in root.find("car")] == [p.box for p in first] and len(Counting.calls) == calls
+
+
+def test_a_question_that_lets_nothing_go_skips_the_heap_trim(monkeypatch) -> None:
+    from graft_vqa import engine as engine_module
+    from graft_vqa.config import FindConfig
+    from graft_vqa.core.tiles import load_tile
+    from graft_vqa.image_patch import ImagePatch, PatchContext
+
+    tile = load_tile(np.zeros((256, 256, 3), np.uint8), gsd_m=1.0)
+    context = PatchContext(tile=tile, scorer=BlobScorer(), config=FindConfig(refine="none"), retain_mb=4.0)
+    root = ImagePatch(tile, context=context, root=True)
+    root.find("car")
+    assert not context.end_question()  # a 256 KB map fits in what is retained: nothing to give back
+    trims: list[int] = []
+    monkeypatch.setattr(engine_module, "release_free_memory", lambda: trims.append(1) or True)
+    eng = engine_module.Engine(scorer=BlobScorer(), refine="none", find_cache_mb=4.0)
+    image = np.zeros((256, 256, 3), np.uint8)
+    eng.ask(image, "How many cars are there?")
+    eng.ask(image, "How many cars are there?")
+    assert trims == []  # malloc_trim (about 3 ms) only when the caches let something go
