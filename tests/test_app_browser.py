@@ -8,7 +8,7 @@ import pytest
 from graft_vqa.interfaces.app import AppOptions, UISettings, build_app
 from tests.browser import page as ui
 from tests.browser.fakes import blob_engine_factory
-from tests.browser.server import chromium, running_app, save_artifact
+from tests.browser.server import chromium, running_app, save_artifact, uploads_under
 
 pytestmark = pytest.mark.browser
 
@@ -21,19 +21,12 @@ COUNT_Q = "How many buildings are there?"
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     work = tmp_path_factory.mktemp("app")
-    previous = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")  # uploads land under tmp_path
     factory = blob_engine_factory(BLOBS)
-    app = build_app(factory, AppOptions(max_upload_mb=20, settings=UISettings(refine="none"),
-                                        workdir_root=str(work / "sessions")))
-    try:
+    with uploads_under(work / "gradio"):  # uploads land under tmp_path
+        app = build_app(factory, AppOptions(max_upload_mb=20, settings=UISettings(refine="none"),
+                                            workdir_root=str(work / "sessions")))
         with running_app(app, max_upload_mb=20) as url:
             yield url
-    finally:
-        if previous is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = previous
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """End-to-end in headless Chromium: the Search tab and the Segment action (synthetic embedder and scorer)."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -9,7 +8,7 @@ import graft_vqa
 from graft_vqa.interfaces.app import AppOptions, UISettings, build_app
 from tests.browser import page as ui
 from tests.browser.fakes import blob_engine_factory
-from tests.browser.server import chromium, running_app, save_artifact
+from tests.browser.server import chromium, running_app, save_artifact, uploads_under
 from tests.embedders import ColourEmbedder, solid, write_raster
 
 pytestmark = pytest.mark.browser
@@ -24,19 +23,12 @@ def app_url(tmp_path_factory):
     write_raster(tiles / "red.tif", solid((230, 20, 20)))
     write_raster(tiles / "green.tif", solid((20, 220, 20)), crs="EPSG:4326", origin=(-75.5, 40.7), pixel=0.001)
     graft_vqa.build_index(tiles, work / "idx", embedder=ColourEmbedder())
-    previous = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")
     options = AppOptions(max_upload_mb=20, settings=UISettings(refine="none"), workdir_root=str(work / "sessions"),
                          index=str(work / "idx"))
-    app = build_app(blob_engine_factory({400: {"building": 3}}), options, embedder_factory=ColourEmbedder)
-    try:
+    with uploads_under(work / "gradio"):
+        app = build_app(blob_engine_factory({400: {"building": 3}}), options, embedder_factory=ColourEmbedder)
         with running_app(app, max_upload_mb=20) as url:
             yield url
-    finally:
-        if previous is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = previous
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,20 @@ def free_port() -> int:
 
 
 @contextmanager
+def uploads_under(folder: Path) -> Iterator[None]:
+    """Gradio keeps uploads under ``folder`` (``GRADIO_TEMP_DIR``) inside the block; restored after."""
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous
+
+
+@contextmanager
 def running_app(app: Any, max_upload_mb: float = 50.0) -> Iterator[str]:
     """Serve ``app`` (a ``gr.Blocks``) on 127.0.0.1 in this process; yields its URL."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
