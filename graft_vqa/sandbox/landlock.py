@@ -17,10 +17,11 @@ import os
 import struct
 import sys
 
+from .seccomp import no_new_privs
+
 # System call numbers (the same on every architecture: Landlock came after the table was unified).
 _SYS_CREATE_RULESET, _SYS_RESTRICT_SELF = 444, 446
 _CREATE_RULESET_VERSION = 1
-_PR_SET_NO_NEW_PRIVS = 38
 
 # File-system rights by ABI: 1 has bits 0-12, 2 adds REFER, 3 TRUNCATE, 5 IOCTL_DEV.
 _FS_BITS_BY_ABI = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16}
@@ -85,8 +86,7 @@ class Landlock:
         if not self.available or self._libc is None:
             return False
         libc = self._libc
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0),
-                      ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        if not no_new_privs(libc):
             return False
         ok = libc.syscall(ctypes.c_long(_SYS_RESTRICT_SELF), ctypes.c_int(self._fd),
                           ctypes.c_uint32(0)) == 0

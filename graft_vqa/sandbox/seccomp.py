@@ -22,6 +22,12 @@ _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
 
+def no_new_privs(libc: ctypes.CDLL) -> bool:
+    """Set ``no_new_privs`` on this process (what seccomp and Landlock both need first); True on success."""
+    return libc.prctl(_PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0),
+                      ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+
+
 DENIED_SYSCALLS = (
     # processes, programs, threads
     "fork", "vfork", "clone", "clone3", "execve", "execveat",
@@ -153,8 +159,7 @@ class Seccomp:
         if not self.available or self._libc is None:
             return False
         libc = self._libc
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0),
-                      ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        if not no_new_privs(libc):
             return False
         return libc.prctl(_PR_SET_SECCOMP, ctypes.c_ulong(_SECCOMP_MODE_FILTER),
                           ctypes.byref(self._fprog), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
