@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +128,13 @@ def test_seccomp_blocks_sockets_processes_and_file_writes(tmp_path) -> None:
     assert not target.exists()
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def test_zygote_restarts_after_it_dies() -> None:
     zyg = sandbox.Zygote()
     try:
@@ -133,11 +142,53 @@ def test_zygote_restarts_after_it_dies() -> None:
         assert (first.status, first.value) == ("ok", len(OBJECTS["car"]))
         pid = sandbox.capabilities(zyg)["zygote_pid"]
         os.kill(pid, 9)
+        deadline = time.monotonic() + 10
+        while _state(pid) not in ("Z", "gone"):  # dead (a zombie until the host reaps it)
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         again = sandbox.run(P("return image_patch.count('tree')"), FakePatch(), zygote=zyg)
         assert (again.status, again.value) == ("ok", len(OBJECTS["tree"]))
         assert sandbox.capabilities(zyg)["zygote_pid"] != pid
     finally:
         zyg.close()
+
+
+def test_a_program_started_as_its_zygote_dies_still_gets_its_answer() -> None:
+    zyg = sandbox.Zygote()
+    try:
+        for i in range(4):
+            pid = sandbox.capabilities(zyg)["zygote_pid"]
+            os.kill(pid, 9)  # no wait: the spare child may still be alive, dying, or dead
+            result = sandbox.run(P(f"return {i} + 1"), FakePatch(), zygote=zyg)
+            assert (result.status, result.value) == ("ok", i + 1), result.error
+    finally:
+        zyg.close()
+
+
+def test_a_waiting_child_holds_only_its_channel_and_dump_pipe() -> None:
+    zyg = sandbox.Zygote()
+    try:
+        zpid = sandbox.capabilities(zyg)["zygote_pid"]
+        ctrl_inode = os.readlink(f"/proc/{zpid}/fd/{_ctrl_fd(zpid)}")
+        pid, host_end = zyg.spawn()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}/wchan").read_text() != "unix_stream_read_generic":  # confined, waiting
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with host_end:
+            fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert fds[0] == fds[1] == fds[2] == "/dev/null", fds  # nothing it prints reaches a terminal
+        rest = sorted(target.split(":")[0] for fd, target in fds.items() if fd > 2)
+        assert rest == ["pipe", "socket"], fds  # the dump pipe and its channel
+        assert ctrl_inode not in fds.values()  # not the zygote's control socket
+        zyg.release(pid)
+    finally:
+        zyg.close()
+
+
+def _ctrl_fd(zygote_pid: int) -> str:
+    """The zygote's control socket: the fd its command line names."""
+    return Path(f"/proc/{zygote_pid}/cmdline").read_bytes().split(b"\0")[-2].decode()
 
 
 def test_concurrent_runs_keep_their_own_state() -> None:

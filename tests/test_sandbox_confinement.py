@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -161,9 +160,7 @@ def test_a_real_child_of_the_zygote_is_confined_while_it_runs() -> None:
     zygote = sandbox.Zygote()
     try:
         caps = sandbox.capabilities(zygote)
-        host_end, child_end = socket.socketpair()
-        pid = zygote.spawn(child_end.fileno())
-        child_end.close()
+        pid, host_end = zygote.spawn()
         session = host._Session(program("while True:\n    pass"), FakePatch(),
                                 host._Settings(30.0, 5.0, 200, 1e9, 256, 65536, 16384), deadline=1e12)
         host.send_msg(host_end, session.init_message())

@@ -8,7 +8,6 @@ returns an ``Execution`` with a clear message and never raises.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import threading
@@ -31,8 +30,8 @@ class HostileZygote:
         self.behaviour = behaviour
         self.threads: list[threading.Thread] = []
 
-    def spawn(self, channel_fd: int) -> int:
-        sock = socket.socket(fileno=os.dup(channel_fd))
+    def spawn(self) -> tuple[int, socket.socket]:
+        host_end, sock = socket.socketpair()
 
         def main() -> None:
             with sock:
@@ -45,7 +44,10 @@ class HostileZygote:
         thread = threading.Thread(target=main, daemon=True)
         thread.start()
         self.threads.append(thread)
-        return 10 ** 6 + len(self.threads)
+        return 10 ** 6 + len(self.threads), host_end
+
+    def release(self, pid: int) -> None:
+        pass
 
     def finish(self, pid: int, kill: bool) -> dict:
         return {"code": 0, "signal": None, "cpu_s": 0.0, "dump": ""}

@@ -36,13 +36,9 @@ def fresh_zygote(monkeypatch: pytest.MonkeyPatch):
 def test_the_zygote_and_its_children_do_not_inherit_host_secrets(fresh_zygote: sandbox.Zygote) -> None:
     assert all(os.environ[name] == value for name, value in SECRET_ENV.items())  # set in this process
     zygote_env = _environ(fresh_zygote.hello["pid"])
-    host_end, child_end = socket.socketpair()
-    try:
-        pid = fresh_zygote.spawn(child_end.fileno())  # a child waiting for its program
+    pid, host_end = fresh_zygote.spawn()  # a child waiting for its program
+    with host_end:
         child_env = _environ(pid)
-    finally:
-        child_end.close()
-        host_end.close()
     fresh_zygote.finish(pid, kill=True)
     for env in (zygote_env, child_env):
         leaked = set(env) - {"PATH", "LANG", "LC_ALL", "LC_CTYPE", "LANGUAGE", "TZ", "LD_LIBRARY_PATH"}
@@ -59,27 +55,35 @@ def test_a_zygote_with_the_minimal_environment_still_works(fresh_zygote: sandbox
     assert (result.status, result.value) == ("ok", [3, 2])
 
 
-class _BrokenZygote:
-    """A zygote whose ``spawn`` fails, as when the zygote process cannot fork."""
-
-    def spawn(self, channel_fd: int) -> int:
-        raise SandboxError("spawn failed")
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
 
 
-def test_no_socket_leaks_when_spawn_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[socket.socket] = []
-    real_pair = socket.socketpair
+def test_a_failed_spawn_says_so_and_leaks_no_socket(fresh_zygote: sandbox.Zygote,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _open_fds()
+    stray, kept = socket.socketpair()
+    replies = iter([({"error": "fork failed: EAGAIN"}, [os.dup(stray.fileno())])])
+    stray.close()
+    monkeypatch.setattr(fresh_zygote, "_receive", lambda: next(replies))
+    monkeypatch.setattr(fresh_zygote, "_pending", 0)
+    monkeypatch.setattr(fresh_zygote, "_spare", None)
+    with pytest.raises(SandboxError, match="could not start a program: fork failed"):
+        sandbox.run(program("return 1"), FakePatch(), zygote=fresh_zygote)
+    kept.close()
+    assert _open_fds() - before <= {str(fresh_zygote._ctrl.fileno())}  # the fd sent along was closed
 
-    def recording_pair(*args: object) -> tuple[socket.socket, socket.socket]:
-        pair = real_pair(*args)
-        made.extend(pair)
-        return pair
 
-    monkeypatch.setattr(host.socket, "socketpair", recording_pair)
-    with pytest.raises(SandboxError):
-        sandbox.run(program("return 1"), FakePatch(), zygote=_BrokenZygote())  # type: ignore[arg-type]
-    assert len(made) == 2
-    assert [s.fileno() for s in made] == [-1, -1]  # both ends closed
+def test_a_child_asked_for_ahead_that_did_not_start_is_asked_for_again(
+        fresh_zygote: sandbox.Zygote, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    real = fresh_zygote._receive
+    replies = iter([({"error": "no process for the program (EAGAIN)"}, [])])
+    monkeypatch.setattr(fresh_zygote, "_receive", lambda: next(replies, None) or real())
+    fresh_zygote._pending += 1  # a failed reply to a request sent ahead, before the real one
+    with caplog.at_level("WARNING", logger="graft_vqa.sandbox.process"):
+        result = sandbox.run(program("return 7"), FakePatch(), zygote=fresh_zygote)
+    assert (result.status, result.value) == ("ok", 7)
+    assert "did not start: the sandbox could not start a program: no process" in caplog.text
 
 
 # --- children forked ahead, released and reaped; compiled programs cached ---------------------------

@@ -20,6 +20,7 @@ import base64
 import faulthandler
 import marshal
 import math
+import mmap
 import os
 import signal
 import socket
@@ -40,6 +41,10 @@ RECURSION_LIMIT = 400
 
 MAX_CACHED_CODE_BYTES = 256 * 1024
 """Largest marshalled program a child offers the host's code cache."""
+
+BALLAST_BYTES = 1 << 20
+"""Address space a child reserves (untouched, so it costs no page) before its program runs, and
+gives back when the program runs out of memory, so the report can still be encoded and sent."""
 
 MSG_OVERHEAD = 16 * 1024
 """Room for a message's own fields on top of its value (``max_output_bytes``)."""
@@ -244,12 +249,11 @@ def _code(link: _HostLink, init: dict[str, Any]) -> tuple[Any, dict[str, Any] | 
     return code, None
 
 
-def _execute(link: _HostLink, init: dict[str, Any], sink: PrintSink) -> dict[str, Any]:
+def _execute(link: _HostLink, init: dict[str, Any], sink: PrintSink, ballast: mmap.mmap) -> dict[str, Any]:
     code, failed = _code(link, init)
     if failed is not None:
         return failed
     glb = build_globals(ImagePatch, link.proxy_attr, link.deny, sink)
-    ballast = bytearray(1 << 20)  # released on MemoryError so the report can still be sent
     try:
         exec(code, glb)  # noqa: S102 - restricted code under guards, in a confined child
         func = glb.get("execute_command")
@@ -258,7 +262,7 @@ def _execute(link: _HostLink, init: dict[str, Any], sink: PrintSink) -> dict[str
                     "error": "the program must define `def execute_command(image_patch):`"}
         return _result(link, func(ImagePatch(0)))
     except MemoryError as exc:
-        del ballast
+        ballast.close()
         return {"status": "memory", "line": _failing_line(exc),
                 "error": "the program ran out of memory (memory_mb)"}
     except RecursionError as exc:
@@ -291,6 +295,7 @@ pages that running a program touches are copied from the zygote then, not on the
 _WARM_UP_CODE = compile_program(WARM_UP)[0]
 
 
+
 def _warm_up() -> None:
     """Run ``WARM_UP`` against nothing and pass its result through the channel's codec."""
     try:
@@ -302,36 +307,32 @@ def _warm_up() -> None:
         pass
 
 
-def child_main(zygote_link: socket.socket, conf: Confinement, dump_fd: int, parent: int,
-               base_bytes: int) -> None:
-    """Entry point of a forked child: confine, wait for a channel and a program, run, report, exit.
+def child_main(sock: socket.socket, conf: Confinement, dump_fd: int, parent: int, base_bytes: int) -> None:
+    """Entry point of a forked child: confine, warm up, wait for a program, run it, report, exit.
 
-    The zygote forks children ahead of time: each confines itself at once, then waits on
-    ``zygote_link`` (its socket to the zygote) for the channel socket of the program it will run.
-    ``dump_fd`` is the write end of the zygote's dump pipe, ``parent`` the zygote's pid and
-    ``base_bytes`` the zygote's address space (the program's ``memory_mb`` comes on top).
+    The host asks the zygote for each child ahead of time: it confines itself at once, runs
+    ``WARM_UP``, then waits on ``sock`` (its end of the channel; the host holds the other) for the
+    init message of the program it will run. ``dump_fd`` is the write end of the zygote's dump
+    pipe, ``parent`` the zygote's pid and ``base_bytes`` the zygote's address space (the
+    program's ``memory_mb`` comes on top).
     """
     confine_self(conf, None, parent)
     _warm_up()
+    ballast = mmap.mmap(-1, BALLAST_BYTES)
+    sys.setrecursionlimit(RECURSION_LIMIT)
+    # Not chained to SIGPROF: chaining re-raises the signal, and seccomp denies tgkill.
+    faulthandler.register(signal.SIGVTALRM, file=dump_fd, all_threads=False, chain=False)
     try:
-        _, fds, _, _ = socket.recv_fds(zygote_link, 16, 1)
-        zygote_link.close()
-        if len(fds) != 1:
-            os._exit(3)
-        sock = socket.socket(fileno=fds[0])
         init = recv_msg(sock, MAX_INIT_BYTES)
         link = _HostLink(sock, init)
     except (OSError, WireError, KeyError, TypeError, ValueError):
         os._exit(3)
     cpu_s = max(0.05, link.cpu_s)
     apply_limits(Limits(memory_mb=int(init["memory_mb"]), cpu_s=math.ceil(cpu_s) + 1, base_bytes=base_bytes))
-    sys.setrecursionlimit(RECURSION_LIMIT)
     signal.signal(signal.SIGPROF, link.on_cpu_limit)
-    # Not chained to SIGPROF: chaining re-raises the signal, and seccomp denies tgkill.
-    faulthandler.register(signal.SIGVTALRM, file=dump_fd, all_threads=False, chain=False)
     signal.setitimer(signal.ITIMER_VIRTUAL, cpu_s)
     signal.setitimer(signal.ITIMER_PROF, cpu_s)
     sink = PrintSink(int(init["max_stdout_bytes"]))
-    outcome = _execute(link, init, sink)
+    outcome = _execute(link, init, sink, ballast)
     outcome["stdout"] = sink.text()
     link.finish(outcome)

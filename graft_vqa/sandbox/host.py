@@ -30,7 +30,7 @@ from ..core.text import clean_text, clean_value
 from .child import report_limit
 from .code_cache import CODE_CACHE
 from .confine import CONFINEMENT_FAILED
-from .process import Zygote, default_zygote
+from .process import ChildSource, Zygote, default_zygote
 from .wire import (HANDLE_KEY, PeerClosed, TooLarge, WireError, WireTimeout, from_plain, kb,
                    quote_line, recv_msg, send_msg, to_plain)
 
@@ -113,6 +113,11 @@ class _Session:
         self.last_line: int | None = None  # line of the latest API request
         self.compiled = False  # the child sent its compiled program
         self.meter = CostMeter(settings.cost_budget, deadline, settings.timeout_s)
+
+    @property
+    def untouched(self) -> bool:
+        """True while the child has made no API call (so running the program again repeats nothing)."""
+        return self.calls == 0
 
     def init_message(self) -> dict[str, Any]:
         s = self.settings
@@ -299,7 +304,7 @@ def _serve(session: _Session, sock: socket.socket) -> Execution | None:
 def run(source: str, image_patch: Any, *, timeout_s: float = 30.0, cpu_s: float = DEFAULT_CPU_S,
         call_budget: int = 200, cost_budget: float = DEFAULT_COST_BUDGET, memory_mb: int = 512,
         max_output_bytes: int = 64 * 1024, max_stdout_bytes: int = 16 * 1024,
-        zygote: Zygote | None = None) -> Execution:
+        zygote: ChildSource | None = None) -> Execution:
     """Run ``source`` (which defines ``execute_command(image_patch)``) in the sandbox.
 
     ``timeout_s`` bounds the whole program in wall-clock time, API calls included; ``cpu_s`` the
@@ -318,33 +323,25 @@ def run(source: str, image_patch: Any, *, timeout_s: float = 30.0, cpu_s: float 
         return _finished(session.fail("error", "the program must be a string of at most "
                                       f"{MAX_SOURCE_CHARS} characters"), session, started)
     zyg = zygote or default_zygote()
-    host_end, child_end = socket.socketpair()
-    try:
-        pid = zyg.spawn(child_end.fileno())
-    except BaseException:
-        host_end.close()
-        raise
-    finally:
-        child_end.close()
+    outcome = _one_child(session, zyg)
+    if isinstance(outcome, dict) and outcome.get("error") and session.untouched:
+        outcome = _one_child(session, zyg)  # its zygote died before the child began: once more
+    result = outcome if isinstance(outcome, Execution) else _from_exit(outcome, session)
+    return _finished(result, session, started)
+
+
+def _one_child(session: _Session, zygote: ChildSource) -> Execution | dict[str, Any]:
+    """Run the session's program in one child: its report, or (when it ended without one) its
+    exit status from the zygote."""
+    pid, host_end = zygote.spawn()
     result: Execution | None = None
     try:
         result = _serve(session, host_end)
     finally:
         host_end.close()
         if result is not None:
-            _release(zyg, pid)
-    if result is None:
-        result = _from_exit(zyg.finish(pid, kill=False), session)
-    return _finished(result, session, started)
-
-
-def _release(zygote: Any, pid: int) -> None:
-    """Let the zygote kill and reap a child that reported (``finish`` for zygotes without ``release``)."""
-    release = getattr(zygote, "release", None)
-    if callable(release):
-        release(pid)
-    else:
-        zygote.finish(pid, kill=True)
+            zygote.release(pid)
+    return result if result is not None else zygote.finish(pid, kill=False)
 
 
 def _finished(result: Execution, session: _Session, started: float) -> Execution:

@@ -1,16 +1,22 @@
-"""Host side of the zygote: start it lazily, ask it to spawn and reap children, restart it if it died."""
+"""Host side of the zygote: start it lazily, take children from it, reap them, restart it if it died.
+
+The host holds one spare child: ``spawn`` hands it out and at once asks the zygote for the next
+(the reply is read on the next request), so the fork, confinement and warm-up of the next
+child happen while the current program runs, and a program's start costs no round trip.
+"""
 from __future__ import annotations
 
 import atexit
 import json
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from graft_vqa.core.errors import SandboxError
 
@@ -95,6 +101,19 @@ def warn_missing_layers(hello: dict[str, Any]) -> list[str]:
     return warned
 
 
+class ChildSource(Protocol):
+    """Where ``sandbox.run`` gets the process for a program (a :class:`Zygote`, or a test's fake)."""
+
+    def spawn(self) -> tuple[int, socket.socket]:
+        """A child waiting for its program: its pid and the host's end of its channel."""
+
+    def release(self, pid: int) -> None:
+        """The child reported: nothing more is needed from it."""
+
+    def finish(self, pid: int, kill: bool) -> dict[str, Any]:
+        """(Kill and) reap a child that ended without a report: its exit status."""
+
+
 class Zygote:
     """A handle on one zygote process; thread-safe (requests are serialised by a lock)."""
 
@@ -102,12 +121,12 @@ class Zygote:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._ctrl: socket.socket | None = None
+        self._spare: tuple[int, socket.socket] | None = None  # a child waiting for its program
+        self._pending = 0  # spawn requests sent whose reply (a child) is not read yet
         self.hello: dict[str, Any] = {}
         self._owner = os.getpid()  # a forked host must not share its parent's zygote
 
     def _start(self) -> None:
-        if self._owner != os.getpid():
-            self._ctrl, self._proc, self._owner = None, None, os.getpid()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         package_dir = str(Path(__file__).resolve().parents[1])
         try:
@@ -119,50 +138,120 @@ class Zygote:
             child.close()
         parent.settimeout(CONTROL_TIMEOUT_S)
         self._ctrl = parent
-        self.hello = self._receive()
+        self.hello = self._receive()[0]
         warn_missing_layers(self.hello)
 
-    def _receive(self) -> dict[str, Any]:
-        assert self._ctrl is not None
-        data = self._ctrl.recv(65536)
-        if not data:
-            raise ConnectionError("the sandbox zygote exited")
-        return json.loads(data)
+    def _ready_locked(self) -> None:
+        """Start the zygote unless this process has one that is still there."""
+        if self._owner != os.getpid():  # forked: the parent's zygote and spare are not ours
+            if self._spare is not None:
+                self._spare[1].close()
+            self._ctrl, self._proc, self._spare, self._pending = None, None, None, 0
+            self._owner = os.getpid()
+        if self._exited_locked():
+            self._close_locked()  # and its children died with it
+        if self._ctrl is None:
+            self._start()
 
-    def _request(self, msg: dict[str, Any], fds: list[int] = ()) -> dict[str, Any]:
-        """Send one request and read its reply, (re)starting the zygote when needed."""
+    def _exited_locked(self) -> bool:
+        """True when the zygote closed its end of the control socket (it exited)."""
+        ctrl = self._ctrl
+        return ctrl is not None and bool(select.select([ctrl], [], [], 0)[0]) \
+            and ctrl.recv(1, socket.MSG_PEEK) == b""
+
+    def _receive(self) -> tuple[dict[str, Any], list[int]]:
+        assert self._ctrl is not None
+        data, fds, _, _ = socket.recv_fds(self._ctrl, 65536, 1)
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            raise ConnectionError("the sandbox zygote exited")
+        try:
+            return json.loads(data), fds
+        except ValueError:
+            for fd in fds:
+                os.close(fd)
+            raise
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        assert self._ctrl is not None
+        self._ctrl.send(json.dumps(msg).encode())
+
+    def _child_reply(self) -> tuple[int, socket.socket]:
+        """Read the reply to one spawn request: the new child's pid and the host's end of its channel."""
+        reply, fds = self._receive()
+        if "pid" not in reply or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise SandboxError(f"the sandbox could not start a program: {reply.get('error', reply)}")
+        return int(reply["pid"]), socket.socket(fileno=fds[0])
+
+    def _drain_locked(self) -> None:
+        """Read the replies to spawn requests sent ahead; keep the child, release any extra."""
+        while self._pending:
+            self._pending -= 1
+            try:
+                pid, sock = self._child_reply()
+            except SandboxError as exc:  # the zygote could not fork then; the next request asks again
+                log.warning("sandbox: a child asked for ahead did not start: %s", exc)
+                continue
+            if self._spare is None:
+                self._spare = (pid, sock)
+            else:
+                sock.close()
+                self._send({"op": "release", "pid": pid})
+
+    def _take_spare_locked(self) -> tuple[int, socket.socket] | None:
+        """The spare child, if it is still waiting (one that died or spoke out of turn is released)."""
+        self._drain_locked()
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        pid, sock = spare
+        try:
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # b"": it died; data: out of turn
+        except BlockingIOError:
+            return spare  # silent and connected: waiting for its program
+        except OSError:
+            pass
+        sock.close()
+        self._send({"op": "release", "pid": pid})
+        return None
+
+    def spawn(self) -> tuple[int, socket.socket]:
+        """A child ready for a program: its pid and the host's end of its channel (the caller
+        closes it). The next child is asked for at once, to be ready for the next program."""
         with self._lock:
             for attempt in (0, 1):
                 try:
-                    if self._ctrl is None or self._owner != os.getpid():
-                        self._start()
-                    assert self._ctrl is not None
-                    socket.send_fds(self._ctrl, [json.dumps(msg).encode()], list(fds))
-                    return self._receive()
+                    self._ready_locked()
+                    child = self._take_spare_locked()
+                    if child is None:
+                        self._send({"op": "spawn"})
+                        child = self._child_reply()
+                    self._send({"op": "spawn"})
+                    self._pending += 1
+                    return child
                 except (OSError, ValueError) as exc:
                     self._close_locked()
-                    if attempt or msg.get("op") != "spawn":
+                    if attempt:
                         raise SandboxError(f"the sandbox zygote failed ({exc}); check that "
                                            f"{sys.executable} can run and fork") from exc
             raise AssertionError("unreachable")
 
     def ensure_started(self) -> dict[str, Any]:
-        """Start the zygote if needed; return its hello message (pid, seccomp status)."""
+        """Start the zygote if needed (and ask it for a first child); return its hello message
+        (pid, which confinement layers work)."""
         with self._lock:
-            if self._ctrl is None or self._owner != os.getpid():
-                try:
-                    self._start()
-                except (OSError, ValueError) as exc:
-                    self._close_locked()
-                    raise SandboxError(f"the sandbox zygote could not start: {exc}") from exc
+            try:
+                if self._ctrl is None or self._owner != os.getpid() or self._exited_locked():
+                    self._ready_locked()
+                    self._send({"op": "spawn"})
+                    self._pending += 1
+            except (OSError, ValueError) as exc:
+                self._close_locked()
+                raise SandboxError(f"the sandbox zygote could not start: {exc}") from exc
             return dict(self.hello)
-
-    def spawn(self, channel_fd: int) -> int:
-        """Fork a child that will serve the program on ``channel_fd``; return its pid."""
-        reply = self._request({"op": "spawn"}, [channel_fd])
-        if "pid" not in reply:
-            raise SandboxError(f"the sandbox could not start a program: {reply.get('error')}")
-        return int(reply["pid"])
 
     def release(self, pid: int) -> None:
         """Tell the zygote the host needs nothing more from child ``pid``: it kills and reaps it
@@ -171,18 +260,28 @@ class Zygote:
             if self._ctrl is None or self._owner != os.getpid():
                 return  # that zygote is gone, and its children with it
             try:
-                self._ctrl.send(json.dumps({"op": "release", "pid": pid}).encode())
+                self._send({"op": "release", "pid": pid})
             except OSError:
                 self._close_locked()
 
     def finish(self, pid: int, kill: bool) -> dict[str, Any]:
         """(Kill and) reap child ``pid``; return ``{"code": ..., "signal": ...}``."""
-        try:
-            return self._request({"op": "finish", "pid": pid, "kill": kill})
-        except SandboxError as exc:
-            return {"code": None, "signal": None, "error": str(exc)}
+        with self._lock:
+            try:
+                if self._ctrl is None or self._owner != os.getpid():
+                    raise ConnectionError("the zygote that started this child is gone")
+                self._drain_locked()
+                self._send({"op": "finish", "pid": pid, "kill": kill})
+                return self._receive()[0]
+            except (OSError, ValueError, SandboxError) as exc:
+                self._close_locked()
+                return {"code": None, "signal": None, "error": str(exc)}
 
     def _close_locked(self) -> None:
+        if self._spare is not None:
+            self._spare[1].close()
+            self._spare = None
+        self._pending = 0
         if self._ctrl is not None:
             self._ctrl.close()
             self._ctrl = None

@@ -3,19 +3,21 @@
 The host starts it (see ``process.Zygote``) with a ``SOCK_SEQPACKET`` control socket. One
 packet is one JSON request; every request but ``release`` is answered by one JSON packet:
 
-* ``{"op": "spawn"}`` with the child's channel socket attached (``SCM_RIGHTS``): hand the
-  socket to a child that will run ``child.child_main`` on it; reply ``{"pid": pid}``.
+* ``{"op": "spawn"}``: fork a child that confines itself, warms up and then waits for its
+  program on a new channel socket; reply ``{"pid": pid}`` with the host's end of that channel
+  attached (``SCM_RIGHTS``). The host asks for its next child while the current one runs, so a
+  program's start waits neither for a fork nor for the zygote.
 * ``{"op": "finish", "pid": pid, "kill": bool}``: (kill and) reap that child; reply
   ``{"pid": pid, "code": exit code or None, "signal": signal number or None, "cpu_s": CPU seconds
   the child used, "dump": the traceback the child wrote when its CPU time ran out, or ""}``.
-* ``{"op": "release", "pid": pid}``: the host needs nothing more from that child (it reported):
-  kill it and reap it later. No reply.
+* ``{"op": "release", "pid": pid}``: the host needs nothing more from that child (it reported, or
+  it died while it waited): kill it and reap it later. No reply.
 
-Children are forked one ahead: the next child is forked, and confines itself, right after a
-spawn is answered, so a program's start does not wait for a fork. On start the zygote sends
-``{"op": "hello", "pid": ..., **confine.probe(...)}``: which confinement layers a throw-away
-child could really apply. When the control socket closes (the host exited), it kills its
-remaining children and exits.
+On start the zygote sends ``{"op": "hello", "pid": ..., **confine.probe(...)}``: which
+confinement layers a throw-away child could really apply. A child keeps nothing of the zygote's
+but what it needs: not the control socket, not the other children's pipes, and its standard
+output and error lead to ``/dev/null``. When the control socket closes (the host exited), the
+zygote kills its remaining children and exits.
 
 Only the standard library and RestrictedPython are imported here (the host starts this module
 without running ``graft_vqa/__init__``), so forking stays cheap.
@@ -44,70 +46,48 @@ MAX_DUMP_BYTES = 4096
 @dataclass
 class _Child:
     pid: int
-    link: socket.socket | None  # the zygote's end of the socket the channel is handed over on
     dump: int  # read end of the child's dump pipe
 
 
 class _Children:
-    """The children alive: the one forked ahead, those running programs, those released."""
+    """The children alive: those handed to the host, and those released but not yet reaped."""
 
-    def __init__(self, conf: Confinement, base_bytes: int) -> None:
-        self.conf, self.base_bytes = conf, base_bytes
-        self.ready: _Child | None = None
+    def __init__(self, ctrl: socket.socket, conf: Confinement, base_bytes: int) -> None:
+        self.ctrl, self.conf, self.base_bytes = ctrl, conf, base_bytes
+        self.devnull = os.open(os.devnull, os.O_RDWR)
         self.running: dict[int, _Child] = {}
         self.released: set[int] = set()
 
-    def fork(self) -> _Child:
-        """Fork a child that confines itself and waits for its channel."""
-        parent_link, child_link = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    def spawn(self) -> tuple[dict[str, Any], socket.socket]:
+        """Fork a child that confines itself and waits on a new channel; return the reply and
+        the host's end of that channel."""
+        host_end, child_end = socket.socketpair()
         dump_read, dump_write = os.pipe()
         zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
             try:
-                parent_link.close()
+                host_end.close()
                 os.close(dump_read)
-                self._close_others()
-                child_main(child_link, self.conf, dump_write, zygote_pid, self.base_bytes)
+                self._leave_zygote()
+                child_main(child_end, self.conf, dump_write, zygote_pid, self.base_bytes)
             finally:
                 os._exit(4)
-        child_link.close()
+        child_end.close()
         os.close(dump_write)
         os.set_blocking(dump_read, False)
-        return _Child(pid, parent_link, dump_read)
+        self.running[pid] = _Child(pid, dump_read)
+        return {"pid": pid}, host_end
 
-    def _close_others(self) -> None:
-        """In a new child: close what the zygote holds for other children (none of its business)."""
-        for other in [self.ready, *self.running.values()]:
-            if other is None:
-                continue
-            if other.link is not None:
-                other.link.close()
+    def _leave_zygote(self) -> None:
+        """In a new child: drop what the zygote holds (the control socket, other children's
+        pipes) and send standard output and error to /dev/null."""
+        self.ctrl.close()
+        for other in self.running.values():
             os.close(other.dump)
-
-    def spawn(self, channel_fd: int) -> dict[str, Any]:
-        """Hand ``channel_fd`` to the child forked ahead (or a new one); return the reply."""
-        for _ in (0, 1):
-            child, self.ready = self.ready or self.fork(), None
-            try:
-                if os.waitpid(child.pid, os.WNOHANG)[0]:
-                    raise ChildProcessError("the child forked ahead has exited")
-                assert child.link is not None
-                socket.send_fds(child.link, [b"go"], [channel_fd])
-            except OSError:  # that child died while it waited: forget it, take a new one
-                self._kill(child.pid)
-                self.released.add(child.pid)
-                self._forget(child)
-                continue
-            child.link.close()
-            child.link = None
-            self.running[child.pid] = child
-            return {"pid": child.pid}
-        return {"error": "no child could take the program"}
-
-    def fork_ahead(self) -> None:
-        if self.ready is None:
-            self.ready = self.fork()
+        os.dup2(self.devnull, 1)
+        os.dup2(self.devnull, 2)
+        os.close(self.devnull)
 
     def finish(self, pid: int, kill: bool) -> dict[str, Any]:
         child = self.running.pop(pid, None)
@@ -126,7 +106,7 @@ class _Children:
             else:
                 time.sleep(0.002)
         dump = _read_dump(child.dump)
-        self._forget(child)
+        os.close(child.dump)
         return {"pid": pid, **_exit_status(status, usage), "dump": dump}
 
     def release(self, pid: int) -> None:
@@ -134,7 +114,7 @@ class _Children:
         if child is not None:
             self._kill(pid)
             self.released.add(pid)
-            self._forget(child)
+            os.close(child.dump)
 
     def reap_released(self) -> None:
         for pid in list(self.released):
@@ -152,15 +132,8 @@ class _Children:
         except OSError:
             pass
 
-    @staticmethod
-    def _forget(child: _Child) -> None:
-        if child.link is not None:
-            child.link.close()
-            child.link = None
-        os.close(child.dump)
-
     def kill_all(self) -> None:
-        for pid in [*self.running, *([self.ready.pid] if self.ready else []), *self.released]:
+        for pid in [*self.running, *self.released]:
             self._kill(pid)
 
 
@@ -181,6 +154,8 @@ def _exit_status(status: int, usage: Any) -> dict[str, Any]:
 def _serve(ctrl: socket.socket, children: _Children) -> None:
     while True:
         data, fds, _, _ = socket.recv_fds(ctrl, 65536, 4)
+        for fd in fds:  # no request carries a file descriptor
+            os.close(fd)
         if not data:
             return
         msg = json.loads(data)
@@ -188,19 +163,18 @@ def _serve(ctrl: socket.socket, children: _Children) -> None:
         if op == "release":
             children.release(int(msg["pid"]))
         elif op == "spawn":
-            if len(fds) == 1:
-                reply = children.spawn(fds[0])
+            try:
+                reply, host_end = children.spawn()
+            except OSError as exc:  # no fork, socket or pipe to be had: say so, keep serving
+                ctrl.send(json.dumps({"error": f"no process for the program ({exc})"}).encode())
             else:
-                reply = {"error": "spawn needs exactly one channel socket"}
-            for fd in fds:
-                os.close(fd)
-            ctrl.send(json.dumps(reply).encode())
+                with host_end:
+                    socket.send_fds(ctrl, [json.dumps(reply).encode()], [host_end.fileno()])
         elif op == "finish":
             ctrl.send(json.dumps(children.finish(int(msg["pid"]), bool(msg.get("kill")))).encode())
         else:
             ctrl.send(json.dumps({"error": f"unknown op {op!r}"}).encode())
         children.reap_released()
-        children.fork_ahead()  # after the reply: the host does not wait for this fork
 
 
 def main(ctrl_fd: int) -> None:
@@ -211,9 +185,8 @@ def main(ctrl_fd: int) -> None:
     ctrl.send(json.dumps({"op": "hello", "pid": os.getpid(), **report}).encode())
     gc.collect()
     gc.freeze()  # keep the zygote's objects out of the children's collections (copy-on-write)
-    children = _Children(conf, _address_space_bytes())
+    children = _Children(ctrl, conf, _address_space_bytes())
     try:
-        children.fork_ahead()
         _serve(ctrl, children)
     except (OSError, ValueError, KeyError, TypeError):
         pass
