@@ -8,7 +8,7 @@ from graft_vqa.core.errors import PlannerError, ProgramError
 from graft_vqa.planner import Program, RulePlanner, UnusableReplyError, plan_with_feedback, validate_program
 from graft_vqa.planner import extract, rules
 from graft_vqa.planner.program import normalise_question
-from graft_vqa.sandbox import guards
+from graft_vqa.sandbox import policy
 
 BROKEN = "def execute_command(image_patch):\n    return len(image_patch.find('road')\n"
 
@@ -65,7 +65,7 @@ def test_nul_bytes_are_program_errors() -> None:
 
 
 def test_validation_shares_the_sandbox_import_list_and_line_quoting() -> None:
-    assert extract.ALLOWED_IMPORTS is guards.ALLOWED_IMPORTS
+    assert extract.ALLOWED_IMPORTS is policy.ALLOWED_IMPORTS
     long_line = "    return " + " + ".join(["1"] * 100) + " + os.sep"
     with pytest.raises(ProgramError) as info:
         validate_program("import os\ndef execute_command(image_patch):\n" + long_line + "\n")

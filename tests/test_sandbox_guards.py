@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from graft_vqa.sandbox.guards import PrintSink, SandboxClass, build_globals, compile_program
+from graft_vqa.sandbox.guards import PrintSink, SandboxClass, build_globals
+from graft_vqa.sandbox.policy import compile_program
 
 
 class Denied(Exception):

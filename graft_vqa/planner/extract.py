@@ -11,7 +11,7 @@ import re
 import textwrap
 
 from graft_vqa.core.errors import PlannerError, ProgramError
-from graft_vqa.sandbox.guards import ALLOWED_IMPORTS
+from graft_vqa.sandbox.policy import ALLOWED_IMPORTS
 from graft_vqa.sandbox.wire import quote_line
 
 ENTRY_POINT = "execute_command"

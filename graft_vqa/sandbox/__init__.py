@@ -3,7 +3,7 @@
 ``run(source, image_patch, ...) -> Execution`` is the whole public surface; ``capabilities()``
 says which confinement layers this machine provides (seccomp, Landlock, an unprivileged user,
 isolation from other processes' ``/proc``: a missing one is logged once and reported as False
-with a reason). See ``guards``/``formatting`` (layer 1), ``confine``/``seccomp``/``landlock``/
+with a reason). See ``policy``/``guards``/``formatting`` (layer 1), ``confine``/``seccomp``/``landlock``/
 ``zygote``/``child`` (layer 2) and ``wire``/``host``/``code_cache`` (layer 3).
 """
 from __future__ import annotations

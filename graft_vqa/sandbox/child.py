@@ -29,7 +29,8 @@ import types
 from typing import Any
 
 from .confine import Confinement, Limits, apply_limits, confine_self
-from .guards import PROGRAM_FILENAME, PrintSink, build_globals, compile_program, program_line
+from .guards import PrintSink, build_globals, program_line
+from .policy import PROGRAM_FILENAME, compile_program
 from .wire import (HANDLE_KEY, ReservedKey, TooLarge, WireError, decode_msg, encode_msg, from_plain,
                    recv_msg, to_plain)
 
