@@ -79,25 +79,43 @@ class SceneConfig:
 
 
 @dataclass
-class EngineConfig:
-    """Models, weights, sandbox limits and find settings of an :class:`~graft_vqa.engine.Engine`."""
+class EncoderConfig:
+    """The GRAFT architecture, text tower and loading settings that the engine (pixel-level weights) and
+    the embedder of search and classification (image-level weights) share; each adds which weights."""
 
     graft_model: str = setting("graft-vitb16", "GRAFT architecture (graft-tiny for tests)", choices=GRAFT_MODEL_NAMES)
+    text_model: str | None = setting(None, "text tower; None: the one that goes with graft_model "
+                                           "(clip-vitb16, or clip-tiny for graft-tiny)", cli=False)
+    clip_checkpoint: str | None = setting(None, "explicit CLIP ViT-B/16 weights file", metavar="PATH")
+    text_template: str = setting("raw", "prompt template for queries and labels: raw (official demo) or ensemble",
+                                 choices=("raw", "ensemble"))
+    allow_untrained: bool = setting(False, "random weights (seeded) where none are found; answers are marked "
+                                           "untrained, and search or classification results mean nothing")
+    trust_checkpoint: bool = setting(False, "allow unpickling non-tensor objects in checkpoints you trust")
+    device: str = setting("cpu", "torch device for the models")
+
+    def resolved_text_model(self) -> str:
+        """The text tower: ``text_model``, else the one that goes with ``graft_model``."""
+        if self.text_model:
+            return self.text_model
+        return "clip-tiny" if self.graft_model == "graft-tiny" else "clip-vitb16"
+
+    def encoder_settings(self) -> dict[str, Any]:
+        """The :class:`EncoderConfig` fields of this config, to build another config on the same encoders."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(EncoderConfig)}
+
+
+@dataclass
+class EngineConfig(EncoderConfig):
+    """Models, weights, sandbox limits and find settings of an :class:`~graft_vqa.engine.Engine`."""
+
     graft_weights: str = setting(
         "graft-naip-patch", "which GRAFT checkpoint to look for: the NAIP ones for aerial imagery around 1 m, the "
         "Sentinel ones for 10 m satellite tiles (eval picks graft-sentinel-patch for RSVQA-LR)")
     graft_checkpoint: str | None = setting(None, "explicit GRAFT checkpoint file (else found by graft_weights)",
                                            metavar="PATH")
-    text_model: str | None = setting(None, "text tower; None: the one that goes with graft_model "
-                                           "(clip-vitb16, or clip-tiny for graft-tiny)", cli=False)
-    clip_checkpoint: str | None = setting(None, "explicit CLIP ViT-B/16 weights file", metavar="PATH")
-    text_template: str = setting("raw", "prompt template for queries: raw (official demo) or ensemble",
-                                 choices=("raw", "ensemble"))
     sam_model: str = setting("vit_b", "SAM size", choices=SAM_MODELS)
     sam_checkpoint: str | None = setting(None, "explicit SAM checkpoint file (else found by sam_model)", metavar="PATH")
-    allow_untrained: bool = setting(False, "random weights (seeded) where none are found; answers are marked untrained")
-    trust_checkpoint: bool = setting(False, "allow unpickling non-tensor objects in checkpoints you trust")
-    device: str = setting("cpu", "torch device for the models")
     gsd_m: float | None = setting(None, "ground sample distance in metres for images without georeferencing",
                                   metavar="METRES")
     find: FindConfig = setting(help="find settings", default_factory=FindConfig, cli=False)
@@ -117,12 +135,6 @@ class EngineConfig:
     planner_fallback: bool = setting(False, "LLM planner: when every attempt fails and the rule planner "
                                             "understands the question, answer with its program (with a warning)")
     cache_dir: str | None = setting(None, "program cache folder (default $GRAFT_VQA_HOME/programs)", cli=False)
-
-    def resolved_text_model(self) -> str:
-        """The text tower: ``text_model``, else the one that goes with ``graft_model``."""
-        if self.text_model:
-            return self.text_model
-        return "clip-tiny" if self.graft_model == "graft-tiny" else "clip-vitb16"
 
     @classmethod
     def from_options(cls, base: EngineConfig | None = None, **options: Any) -> EngineConfig:
@@ -158,30 +170,15 @@ class EngineConfig:
 
 
 @dataclass
-class EmbedConfig:
+class EmbedConfig(EncoderConfig):
     """The image-level GRAFT model and text tower behind search and classification (the default embedder)."""
 
-    graft_model: str = setting("graft-vitb16", "GRAFT architecture (graft-tiny for tests)", choices=GRAFT_MODEL_NAMES)
     graft_weights: str = setting(
         "graft-naip", "which image-level GRAFT checkpoint to look for: graft-naip for aerial imagery around 1 m, "
         "graft-sentinel for 10 m satellite tiles")
-    graft_checkpoint: str | None = setting(None, "explicit GRAFT checkpoint file (else found by graft_weights)",
-                                           metavar="PATH")
-    text_model: str | None = setting(None, "text tower; None: the one that goes with graft_model "
-                                           "(clip-vitb16, or clip-tiny for graft-tiny)", cli=False)
-    clip_checkpoint: str | None = setting(None, "explicit CLIP ViT-B/16 weights file", metavar="PATH")
-    text_template: str = setting("raw", "prompt template for texts: raw (official demo) or ensemble",
-                                 choices=("raw", "ensemble"))
-    allow_untrained: bool = setting(False, "random weights (seeded) where none are found; results are not meaningful")
-    trust_checkpoint: bool = setting(False, "allow unpickling non-tensor objects in checkpoints you trust")
-    device: str = setting("cpu", "torch device for the models")
+    graft_checkpoint: str | None = setting(None, "explicit image-level GRAFT checkpoint file (else found by "
+                                                 "graft_weights)", metavar="PATH")
     batch_size: int = setting(16, "chips per forward pass of the image model")
-
-    def resolved_text_model(self) -> str:
-        """The text tower: ``text_model``, else the one that goes with ``graft_model``."""
-        if self.text_model:
-            return self.text_model
-        return "clip-tiny" if self.graft_model == "graft-tiny" else "clip-vitb16"
 
 
 @dataclass

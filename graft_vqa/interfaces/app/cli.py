@@ -40,11 +40,7 @@ def search_embedder_factory(config: EngineConfig) -> Any:
     the engine's architecture, text tower and trust settings (the text side only is loaded)."""
     from graft_vqa.interfaces.app.search_tab import default_embedder_factory
 
-    embed = EmbedConfig(graft_model=config.graft_model, clip_checkpoint=config.clip_checkpoint,
-                        text_model=config.text_model, text_template=config.text_template,
-                        allow_untrained=config.allow_untrained, trust_checkpoint=config.trust_checkpoint,
-                        device=config.device)
-    return default_embedder_factory(embed)
+    return default_embedder_factory(EmbedConfig(**config.encoder_settings()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
