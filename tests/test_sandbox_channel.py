@@ -191,6 +191,36 @@ def _ctrl_fd(zygote_pid: int) -> str:
     return Path(f"/proc/{zygote_pid}/cmdline").read_bytes().split(b"\0")[-2].decode()
 
 
+def _fd_target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+
+
+def test_a_forked_host_starts_its_own_zygote_and_leaves_the_parents_alone() -> None:
+    zyg = sandbox.Zygote()
+    try:
+        assert sandbox.run(P("return 1"), FakePatch(), zygote=zyg).value == 1  # a spare is held now
+        parent_zygote = sandbox.capabilities(zyg)["zygote_pid"]
+        zyg.finish(-1, kill=False)  # any request reads the reply that brought the spare
+        parents = {_fd_target(zyg._ctrl.fileno()), _fd_target(zyg._spare[1].fileno())}  # control, spare
+
+        def forked() -> int:
+            result = sandbox.run(P("return 2"), FakePatch(), zygote=zyg)
+            own = sandbox.capabilities(zyg)["zygote_pid"]
+            kept = parents & {_fd_target(int(fd)) for fd in os.listdir("/proc/self/fd")}
+            zyg.close()
+            return 0 if (result.value, own != parent_zygote, kept) == (2, True, set()) else 1
+
+        assert _in_child(forked) == 0
+        for i in range(3):  # the parent's zygote, spare and pending replies are untouched
+            assert sandbox.run(P(f"return {i}"), FakePatch(), zygote=zyg).value == i
+        assert sandbox.capabilities(zyg)["zygote_pid"] == parent_zygote
+    finally:
+        zyg.close()
+
+
 def test_concurrent_runs_keep_their_own_state() -> None:
     names = ["car", "tree", "pool", "car", "tree", "pool"]
     results: dict[int, object] = {}

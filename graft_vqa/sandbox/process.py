@@ -144,8 +144,9 @@ class Zygote:
     def _ready_locked(self) -> None:
         """Start the zygote unless this process has one that is still there."""
         if self._owner != os.getpid():  # forked: the parent's zygote and spare are not ours
-            if self._spare is not None:
-                self._spare[1].close()
+            for inherited in (self._ctrl, self._spare[1] if self._spare else None):
+                if inherited is not None:
+                    inherited.close()  # this process's copies only: the parent keeps its own
             self._ctrl, self._proc, self._spare, self._pending = None, None, None, 0
             self._owner = os.getpid()
         if self._exited_locked():
