@@ -30,7 +30,7 @@ class HostileZygote:
         self.behaviour = behaviour
         self.threads: list[threading.Thread] = []
 
-    def spawn(self) -> tuple[int, socket.socket]:
+    def spawn(self, warm_compiler: bool = False) -> tuple[int, socket.socket]:
         host_end, sock = socket.socketpair()
 
         def main() -> None:

@@ -136,6 +136,18 @@ def test_a_child_that_died_while_waiting_is_replaced(fresh_zygote: sandbox.Zygot
     assert (result.status, result.value) == ("ok", 3)
 
 
+def test_the_next_child_warms_its_compiler_after_a_new_program_only(
+        fresh_zygote: sandbox.Zygote, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[dict] = []
+    real_send = fresh_zygote._send
+    monkeypatch.setattr(fresh_zygote, "_send", lambda msg: (asked.append(msg), real_send(msg))[1])
+    source = program(f"return {time.time_ns()}")  # new to the code cache
+    for _ in range(2):
+        assert sandbox.run(source, FakePatch(), zygote=fresh_zygote).status == "ok"
+    ahead = [msg.get("compile") for msg in asked if msg.get("op") == "spawn"]
+    assert ahead == [True, False]  # after the new program: warm the compiler; after the cached one: not
+
+
 def test_a_compiled_program_is_cached_and_reused(fresh_zygote: sandbox.Zygote) -> None:
     source = program("n = 0\nfor p in image_patch.find('car'):\n    n += 1\nreturn f'{n:d} cars'")
     host.CODE_CACHE.put(source, "")  # make sure nothing usable is cached

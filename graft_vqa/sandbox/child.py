@@ -290,35 +290,42 @@ def execute_command(image_patch):
     text = f"{len(areas)} items, {math.floor(sum(areas))} m2, " + "{:.1f}".format(areas[0])
     return {"count": tally.n, "best": max(areas), "text": text, "ok": all(a >= 0 for a in areas)}
 """
-"""A program each child runs while it waits for its real one (compiled once, in the zygote): the
-pages that running a program touches are copied from the zygote then, not on the program's clock."""
+"""A program each child runs while it waits for its real one: the pages that running a program
+touches are copied from the zygote then, not on the program's clock."""
 
 _WARM_UP_CODE = compile_program(WARM_UP)[0]
 
 
-
-def _warm_up() -> None:
-    """Run ``WARM_UP`` against nothing and pass its result through the channel's codec."""
+def _warm_up(compiler: bool) -> None:
+    """Run ``WARM_UP`` against nothing and pass its result through the channel's codec; with
+    ``compiler``, first compile it here as a new program is compiled (else the zygote's compile is
+    used): a new program's compile then touches no page for the first time either."""
     try:
+        code = _WARM_UP_CODE
+        if compiler:
+            code = compile_program(WARM_UP)[0]
+            base64.b64encode(marshal.dumps(code))
         glb = build_globals(ImagePatch, lambda proxy, name: None, lambda message: None, PrintSink(64))
-        exec(_WARM_UP_CODE, glb)  # noqa: S102 - our own fixed program, restricted like any other
+        exec(code, glb)  # noqa: S102 - our own fixed program, restricted like any other
         value = glb["execute_command"](ImagePatch(0))
         decode_msg(encode_msg({"op": "done", "status": "ok", "value": to_plain(value), "line": program_line()})[4:])
     except Exception:  # noqa: BLE001 - warming up is an optimisation; the real run reports its own errors
         pass
 
 
-def child_main(sock: socket.socket, conf: Confinement, dump_fd: int, parent: int, base_bytes: int) -> None:
+def child_main(sock: socket.socket, conf: Confinement, dump_fd: int, parent: int, base_bytes: int,
+               warm_compiler: bool = False) -> None:
     """Entry point of a forked child: confine, warm up, wait for a program, run it, report, exit.
 
     The host asks the zygote for each child ahead of time: it confines itself at once, runs
     ``WARM_UP``, then waits on ``sock`` (its end of the channel; the host holds the other) for the
     init message of the program it will run. ``dump_fd`` is the write end of the zygote's dump
     pipe, ``parent`` the zygote's pid and ``base_bytes`` the zygote's address space (the
-    program's ``memory_mb`` comes on top).
+    program's ``memory_mb`` comes on top). ``warm_compiler``: warm up the compiler too (the host
+    asks for it after a program it had not seen, as an LLM's programs are).
     """
     confine_self(conf, None, parent)
-    _warm_up()
+    _warm_up(warm_compiler)
     ballast = mmap.mmap(-1, BALLAST_BYTES)
     sys.setrecursionlimit(RECURSION_LIMIT)
     # Not chained to SIGPROF: chaining re-raises the signal, and seccomp denies tgkill.

@@ -112,6 +112,7 @@ class _Session:
         self.calls = 0
         self.last_line: int | None = None  # line of the latest API request
         self.compiled = False  # the child sent its compiled program
+        self.cached_code = CODE_CACHE.get(source)  # the compile of this very source, when a child sent one
         self.meter = CostMeter(settings.cost_budget, deadline, settings.timeout_s)
 
     @property
@@ -121,7 +122,7 @@ class _Session:
 
     def init_message(self) -> dict[str, Any]:
         s = self.settings
-        cached = CODE_CACHE.get(self.source)
+        cached = self.cached_code
         return {"source": self.source, **({"code": cached} if cached else {}), "methods": sorted(self.methods),
                 "properties": sorted(self.properties), "cpu_s": s.cpu_s,
                 "memory_mb": s.memory_mb, "max_output_bytes": s.max_output_bytes,
@@ -333,7 +334,7 @@ def run(source: str, image_patch: Any, *, timeout_s: float = 30.0, cpu_s: float 
 def _one_child(session: _Session, zygote: ChildSource) -> Execution | dict[str, Any]:
     """Run the session's program in one child: its report, or (when it ended without one) its
     exit status from the zygote."""
-    pid, host_end = zygote.spawn()
+    pid, host_end = zygote.spawn(warm_compiler=session.cached_code is None)
     result: Execution | None = None
     try:
         result = _serve(session, host_end)

@@ -3,8 +3,8 @@
 The host starts it (see ``process.Zygote``) with a ``SOCK_SEQPACKET`` control socket. One
 packet is one JSON request; every request but ``release`` is answered by one JSON packet:
 
-* ``{"op": "spawn"}``: fork a child that confines itself, warms up and then waits for its
-  program on a new channel socket; reply ``{"pid": pid}`` with the host's end of that channel
+* ``{"op": "spawn", "compile": bool}``: fork a child that confines itself, warms up (its compiler
+  too when ``compile``) and then waits for its program on a new channel socket; reply ``{"pid": pid}`` with the host's end of that channel
   attached (``SCM_RIGHTS``). The host asks for its next child while the current one runs, so a
   program's start waits neither for a fork nor for the zygote.
 * ``{"op": "finish", "pid": pid, "kill": bool}``: (kill and) reap that child; reply
@@ -58,9 +58,9 @@ class _Children:
         self.running: dict[int, _Child] = {}
         self.released: set[int] = set()
 
-    def spawn(self) -> tuple[dict[str, Any], socket.socket]:
-        """Fork a child that confines itself and waits on a new channel; return the reply and
-        the host's end of that channel."""
+    def spawn(self, warm_compiler: bool) -> tuple[dict[str, Any], socket.socket]:
+        """Fork a child that confines itself, warms up and waits on a new channel; return the reply
+        and the host's end of that channel."""
         host_end, child_end = socket.socketpair()
         dump_read, dump_write = os.pipe()
         zygote_pid = os.getpid()
@@ -70,7 +70,7 @@ class _Children:
                 host_end.close()
                 os.close(dump_read)
                 self._leave_zygote()
-                child_main(child_end, self.conf, dump_write, zygote_pid, self.base_bytes)
+                child_main(child_end, self.conf, dump_write, zygote_pid, self.base_bytes, warm_compiler)
             finally:
                 os._exit(4)
         child_end.close()
@@ -164,7 +164,7 @@ def _serve(ctrl: socket.socket, children: _Children) -> None:
             children.release(int(msg["pid"]))
         elif op == "spawn":
             try:
-                reply, host_end = children.spawn()
+                reply, host_end = children.spawn(bool(msg.get("compile")))
             except OSError as exc:  # no fork, socket or pipe to be had: say so, keep serving
                 ctrl.send(json.dumps({"error": f"no process for the program ({exc})"}).encode())
             else:
