@@ -4,9 +4,10 @@ The host starts it (see ``process.Zygote``) with a ``SOCK_SEQPACKET`` control so
 packet is one JSON request; every request but ``release`` is answered by one JSON packet:
 
 * ``{"op": "spawn", "compile": bool}``: fork a child that confines itself, warms up (its compiler
-  too when ``compile``) and then waits for its program on a new channel socket; reply ``{"pid": pid}`` with the host's end of that channel
-  attached (``SCM_RIGHTS``). The host asks for its next child while the current one runs, so a
-  program's start waits neither for a fork nor for the zygote.
+  too when ``compile``) and then waits for its program on a new channel socket; reply
+  ``{"pid": pid}`` with the host's end of that channel attached (``SCM_RIGHTS``). The host asks
+  for its next child while the current one runs, so a program's start waits neither for a fork
+  nor for the zygote.
 * ``{"op": "finish", "pid": pid, "kill": bool}``: (kill and) reap that child; reply
   ``{"pid": pid, "code": exit code or None, "signal": signal number or None, "cpu_s": CPU seconds
   the child used, "dump": the traceback the child wrote when its CPU time ran out, or ""}``.
