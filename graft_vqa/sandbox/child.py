@@ -242,12 +242,18 @@ def _code(link: _HostLink, init: dict[str, Any]) -> tuple[Any, dict[str, Any] | 
     if code is None:
         return None, {"status": "refused" if refused else "error", "error": message, "line": line}
     try:
-        data = marshal.dumps(code)
-        if len(data) <= MAX_CACHED_CODE_BYTES:
-            link.sock.sendall(encode_msg({"op": "compiled", "code": base64.b64encode(data).decode()}))
+        text = _marshalled(code)
+        if text is not None:
+            link.sock.sendall(encode_msg({"op": "compiled", "code": text}))
     except (ValueError, OSError):
         pass
     return code, None
+
+
+def _marshalled(code: types.CodeType) -> str | None:
+    """``code`` as the host's code cache keeps it (marshal, base64), or None when it is too large."""
+    data = marshal.dumps(code)
+    return base64.b64encode(data).decode() if len(data) <= MAX_CACHED_CODE_BYTES else None
 
 
 def _execute(link: _HostLink, init: dict[str, Any], sink: PrintSink, ballast: mmap.mmap) -> dict[str, Any]:
@@ -304,7 +310,7 @@ def _warm_up(compiler: bool) -> None:
         code = _WARM_UP_CODE
         if compiler:
             code = compile_program(WARM_UP)[0]
-            base64.b64encode(marshal.dumps(code))
+            _marshalled(code)
         glb = build_globals(ImagePatch, lambda proxy, name: None, lambda message: None, PrintSink(64))
         exec(code, glb)  # noqa: S102 - our own fixed program, restricted like any other
         value = glb["execute_command"](ImagePatch(0))

@@ -142,8 +142,8 @@ class Zygote:
         self.hello = self._receive()[0]
         warn_missing_layers(self.hello)
 
-    def _ready_locked(self) -> None:
-        """Start the zygote unless this process has one that is still there."""
+    def _ready_locked(self) -> bool:
+        """Start the zygote unless this process has one that is still there; True when it started one."""
         if self._owner != os.getpid():  # forked: the parent's zygote and spare are not ours
             for inherited in (self._ctrl, self._spare[1] if self._spare else None):
                 if inherited is not None:
@@ -152,8 +152,14 @@ class Zygote:
             self._owner = os.getpid()
         if self._exited_locked():
             self._close_locked()  # and its children died with it
-        if self._ctrl is None:
-            self._start()
+        if self._ctrl is not None:
+            return False
+        self._start()
+        return True
+
+    def _ours_locked(self) -> bool:
+        """True when this process holds a zygote it started (not gone, not its parent's)."""
+        return self._ctrl is not None and self._owner == os.getpid()
 
     def _exited_locked(self) -> bool:
         """True when the zygote closed its end of the control socket (it exited)."""
@@ -165,14 +171,12 @@ class Zygote:
         assert self._ctrl is not None
         data, fds, _, _ = socket.recv_fds(self._ctrl, 65536, 1)
         if not data:
-            for fd in fds:
-                os.close(fd)
+            _close_fds(fds)
             raise ConnectionError("the sandbox zygote exited")
         try:
             return json.loads(data), fds
         except ValueError:
-            for fd in fds:
-                os.close(fd)
+            _close_fds(fds)
             raise
 
     def _send(self, msg: dict[str, Any]) -> None:
@@ -183,10 +187,14 @@ class Zygote:
         """Read the reply to one spawn request: the new child's pid and the host's end of its channel."""
         reply, fds = self._receive()
         if "pid" not in reply or len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
+            _close_fds(fds)
             raise SandboxError(f"the sandbox could not start a program: {reply.get('error', reply)}")
         return int(reply["pid"]), socket.socket(fileno=fds[0])
+
+    def _ask_ahead_locked(self, warm_compiler: bool = False) -> None:
+        """Ask for the next child now; its reply is read on the next request (``_drain_locked``)."""
+        self._send({"op": "spawn", "compile": warm_compiler})
+        self._pending += 1
 
     def _drain_locked(self) -> None:
         """Read the replies to spawn requests sent ahead; keep the child, release any extra."""
@@ -234,8 +242,7 @@ class Zygote:
                     if child is None:
                         self._send({"op": "spawn"})
                         child = self._child_reply()
-                    self._send({"op": "spawn", "compile": warm_compiler})
-                    self._pending += 1
+                    self._ask_ahead_locked(warm_compiler)
                     return child
                 except (OSError, ValueError) as exc:
                     self._close_locked()
@@ -249,10 +256,8 @@ class Zygote:
         (pid, which confinement layers work)."""
         with self._lock:
             try:
-                if self._ctrl is None or self._owner != os.getpid() or self._exited_locked():
-                    self._ready_locked()
-                    self._send({"op": "spawn"})
-                    self._pending += 1
+                if self._ready_locked():
+                    self._ask_ahead_locked()
             except (OSError, ValueError) as exc:
                 self._close_locked()
                 raise SandboxError(f"the sandbox zygote could not start: {exc}") from exc
@@ -262,7 +267,7 @@ class Zygote:
         """Tell the zygote the host needs nothing more from child ``pid``: it kills and reaps it
         on its own time (no reply is awaited)."""
         with self._lock:
-            if self._ctrl is None or self._owner != os.getpid():
+            if not self._ours_locked():
                 return  # that zygote is gone, and its children with it
             try:
                 self._send({"op": "release", "pid": pid})
@@ -273,7 +278,7 @@ class Zygote:
         """(Kill and) reap child ``pid``; return ``{"code": ..., "signal": ...}``."""
         with self._lock:
             try:
-                if self._ctrl is None or self._owner != os.getpid():
+                if not self._ours_locked():
                     raise ConnectionError("the zygote that started this child is gone")
                 self._drain_locked()
                 self._send({"op": "finish", "pid": pid, "kill": kill})
@@ -302,6 +307,12 @@ class Zygote:
         """Stop the zygote (it kills its children); a later request starts a new one."""
         with self._lock:
             self._close_locked()
+
+
+def _close_fds(fds: list[int]) -> None:
+    """Close file descriptors received with a reply that is not used."""
+    for fd in fds:
+        os.close(fd)
 
 
 _default: Zygote | None = None

@@ -22,6 +22,7 @@ _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
 
+
 def no_new_privs(libc: ctypes.CDLL) -> bool:
     """Set ``no_new_privs`` on this process (what seccomp and Landlock both need first); True on success."""
     return libc.prctl(_PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0),
