@@ -22,9 +22,9 @@ from graft_vqa.config import ChipConfig, EmbedConfig, apply_options
 from graft_vqa.core.chips import Window
 from graft_vqa.core.errors import DistributedError
 from graft_vqa.core.tiles import load_tile
-from graft_vqa.distributed.cluster import Cluster, connect, disconnect
+from graft_vqa.distributed.cluster import Cluster
 from graft_vqa.distributed.placement import Placement, PoolRunner
-from graft_vqa.distributed.pool import WorkerSpec, worker_spec
+from graft_vqa.distributed.pool import WorkerSpec
 from graft_vqa.models import embedder_id, embedder_model_id, resolve_embedder
 from graft_vqa.retrieval import IndexReport, build_index as build_index_here
 from graft_vqa.retrieval.files import expand_paths
@@ -79,28 +79,37 @@ class RayChips(PoolRunner):
     """Embeds an index's chips on Ray actors (see the module's documentation).
 
     Args:
-        setup: a picklable ``() -> Embedding`` each actor calls once (:func:`default_embedding` bound to a
-            config, or :func:`factory_embedding` bound to an embedder factory).
+        config: the default embedder's settings (each actor builds it on its device, from its node's weights).
+        embedder_factory: instead, a picklable callable each actor calls once for its embedder.
         address: the cluster (``host:port``, ``auto``), or ``None`` to start a local Ray.
-        workers, worker_cpus: CPU actors (default: one per CPU of the cluster); for GPU actors pass ``spec``
-            (as :func:`build_index` does when the cluster has GPUs).
+        workers, worker_cpus, device: the actors (default: one per CPU of the cluster, on the CPU; with
+            ``device=None``, one per GPU on ``cuda`` when the cluster has GPUs, as :func:`build_index` asks).
         spec: instead, the actors exactly.
         cluster: a cluster this process already joined (``address`` is then not used).
         chip_batches: embedding batches of chips per unit of a large file.
     """
 
-    def __init__(self, setup: Callable[[], Embedding], *, address: str | None = None, workers: int | None = None,
-                 worker_cpus: float = 1.0, spec: WorkerSpec | None = None, cluster: Cluster | None = None,
+    def __init__(self, config: EmbedConfig | None = None, embedder_factory: Callable[[], Any] | None = None, *,
+                 address: str | None = None, workers: int | None = None, worker_cpus: float = 1.0,
+                 device: str | None = "cpu", spec: WorkerSpec | None = None, cluster: Cluster | None = None,
                  chip_batches: int = CHIP_BATCHES_PER_UNIT) -> None:
-        super().__init__(Placement(address=address, workers=workers, worker_cpus=worker_cpus, device="cpu",
+        super().__init__(Placement(address=address, workers=workers, worker_cpus=worker_cpus, device=device,
                                    spec=spec, cluster=cluster))
-        self.setup = setup
+        self.config = config or EmbedConfig()
+        self.embedder_factory = embedder_factory
         self.chip_batches = max(1, chip_batches)
         self.chips_by_worker: Counter[str] = Counter()  # chips embedded per "node/pid" (for tests and benchmarks)
 
+    def _setup(self, device: str | None) -> Callable[[], Embedding]:
+        """What each actor calls once: the factory's embedder, or the config's default one on ``device``."""
+        if self.embedder_factory is not None:
+            return functools.partial(factory_embedding, self.embedder_factory)
+        config = self.config if device is None else dataclasses.replace(self.config, device=device)
+        return functools.partial(default_embedding, config)
+
     def start(self) -> tuple[str, list[str]]:
         """Join the cluster, start the actors; the embedder's model id (the same on every actor) and warnings."""
-        infos = self._start_pool(lambda _device: self.setup, embed_unit)
+        infos = self._start_pool(self._setup, embed_unit)
         ids = sorted({str(info["model_id"]) for info in infos})
         if len(ids) != 1:
             raise DistributedError(f"the workers' embedders differ ({', '.join(ids)}): every node must find the "
@@ -168,19 +177,9 @@ def build_index(paths: Any, out: str | Path, *, address: str | None = None, work
     out = Path(out).expanduser()
     if embedder_factory is None:
         check_existing(out, embedder_id(config), chips)  # and so does an index of other weights
-    joined = cluster is None
-    cluster = cluster or connect(address)
+    runner = RayChips(config, embedder_factory, address=address, workers=workers, worker_cpus=worker_cpus,
+                      device=device, cluster=cluster)
     try:
-        spec, device = worker_spec(cluster, workers=workers, cpus=worker_cpus, device=device)
-        if embedder_factory is None:
-            setup = functools.partial(default_embedding, dataclasses.replace(config, device=device))
-        else:
-            setup = functools.partial(factory_embedding, embedder_factory)
-        runner = RayChips(setup, cluster=cluster, spec=spec)
-        try:
-            return build_index_here(files, out, config=config, chips=chips, progress=progress, runner=runner)
-        finally:
-            runner.close()
+        return build_index_here(files, out, config=config, chips=chips, progress=progress, runner=runner)
     finally:
-        if joined:
-            disconnect(cluster)
+        runner.close()  # and leave the cluster if it joined it (a local Ray it started stops)
