@@ -1,7 +1,6 @@
 """End-to-end in headless Chromium: the Search tab and the Segment action (synthetic embedder and scorer)."""
 from __future__ import annotations
 
-
 import pytest
 
 import graft_vqa
